@@ -1,0 +1,326 @@
+"""Environments: name resolution, Atari preprocessing + frame stack, classic control, seeding.
+
+Atari observations are (4, 84, 84) uint8 stacks, channel-first, built from `ALE/<Game>-v5` with
+frameskip=1 at the emulator and gymnasium's `AtariPreprocessing` (noop reset, skip 4 with max-pool,
+84x84 grayscale) + `FrameStackObservation` with zero padding. Zero padding is what ale-py's
+`AtariVectorEnv` does, so the single-env and vector-env paths give identical observations, and
+a stack can be rebuilt from single frames (see `stack_indices`).
+
+Episode returns (`info["episode"]["r"]`) are always the raw, unclipped score of the whole game,
+also when `terminal_on_life_loss` splits a game into several learning episodes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from iq_atari.errors import InputError
+
+ATARI_FRAME_SHAPE = (84, 84)
+MAX_EPISODE_FRAMES = 108_000  # ALE v5 default: 30 minutes of play, 27k agent steps at skip 4
+
+# Classic discrete-action tasks we support, keyed by a lowercase short name.
+CLASSIC_ENV_IDS = {
+    "cartpole": "CartPole-v1",
+    "acrobot": "Acrobot-v1",
+    "mountaincar": "MountainCar-v0",
+    "lunarlander": "LunarLander-v3",
+}
+
+
+class GameNameError(InputError):
+    """An unknown game name; the message lists the closest known names."""
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """A resolved game: its short name, gymnasium id and family."""
+
+    name: str  # short display name: "Pong", "CartPole"
+    env_id: str  # gymnasium id: "ALE/Pong-v5", "CartPole-v1"
+    is_atari: bool
+
+    @property
+    def ale_name(self) -> str:
+        """ROM id as ale-py's AtariVectorEnv wants it ("pong", "space_invaders")."""
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", self.name).lower()
+        return snake.replace("3_d", "_3d")  # TicTacToe3D -> tic_tac_toe_3d
+
+
+@dataclass(frozen=True)
+class AtariSettings:
+    """Preprocessing settings of an Atari env; stored in demo metadata and checked on load."""
+
+    sticky_actions: float = 0.25
+    noop_max: int = 30
+    frame_skip: int = 4
+    screen_size: int = 84
+    frame_stack: int = 4
+    terminal_on_life_loss: bool = False
+    fire_reset: bool = False
+    max_episode_frames: int = MAX_EPISODE_FRAMES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _key(name: str) -> str:
+    """Normalise a game name for lookup: no namespace, version, NoFrameskip, case or separators."""
+    name = name.strip()
+    name = name.split("/", 1)[-1]
+    name = re.sub(r"-v\d+$", "", name)
+    name = re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@cache
+def _atari_names() -> dict[str, str]:
+    """Map normalised key -> short Atari name, from the ALE v5 ids gymnasium knows."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    names = {}
+    for env_id in gym.registry:
+        match = re.fullmatch(r"ALE/([A-Za-z0-9]+)-v5", env_id)
+        if match:
+            names[_key(match.group(1))] = match.group(1)
+    return names
+
+
+def resolve_game(name: str) -> GameSpec:
+    """Resolve `Pong`, `pong`, `ALE/Pong-v5`, `PongNoFrameskip-v4`, `CartPole-v1`, ... to a GameSpec.
+
+    Raises GameNameError with the closest known names when nothing matches.
+    """
+    key = _key(name)
+    if key in CLASSIC_ENV_IDS:
+        env_id = CLASSIC_ENV_IDS[key]
+        return GameSpec(name=env_id.split("-")[0], env_id=env_id, is_atari=False)
+    atari = _atari_names()
+    if key in atari:
+        short = atari[key]
+        return GameSpec(name=short, env_id=f"ALE/{short}-v5", is_atari=True)
+    known = {**{k: v for k, v in CLASSIC_ENV_IDS.items()}, **atari}
+    close = difflib.get_close_matches(key, list(known), n=5, cutoff=0.5)
+    hint = ", ".join(known[k] for k in close) if close else "CartPole-v1, Pong, Breakout, ..."
+    raise GameNameError(f"unknown game {name!r}; closest matches: {hint}")
+
+
+def stack_indices(t: np.ndarray | int, frame_stack: int) -> np.ndarray:
+    """Frame indices (within one episode) making up the stack at step t; -1 means a zero frame.
+
+    Matches FrameStackObservation(padding_type="zero") and AtariVectorEnv: the stack at step t
+    holds frames t-k+1 .. t, oldest first, with zeros before the episode's first frame.
+    """
+    t = np.asarray(t)
+    idx = t[..., None] + np.arange(-frame_stack + 1, 1)
+    return np.where(idx < 0, -1, idx)
+
+
+def rebuild_stacks(frames: np.ndarray, frame_stack: int) -> np.ndarray:
+    """Rebuild the (T+1, k, H, W) observation stacks of one episode from its T+1 single frames."""
+    idx = stack_indices(np.arange(len(frames)), frame_stack)
+    padded = np.concatenate([frames, np.zeros_like(frames[:1])])  # index -1 -> the zero frame
+    return padded[idx]
+
+
+class FireResetEnv(gym.Wrapper):
+    """Press FIRE after reset for games that wait for it (training only, never evaluation)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        if "FIRE" not in meanings:
+            raise ValueError(f"fire_reset: {env.spec.id if env.spec else env} has no FIRE action")
+        self._fire = meanings.index("FIRE")
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        obs, _, terminated, truncated, info = self.env.step(self._fire)
+        if terminated or truncated:
+            obs, info = self.env.reset()
+        return obs, info
+
+
+class EpisodicLifeEnv(gym.Wrapper):
+    """Signal `terminated` on a life loss, but reset the game only when it is really over.
+
+    Training only: it makes value bootstrapping stop at a lost life (as SB3's EpisodicLifeEnv).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._lives = 0
+        self._game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self._lives:
+            terminated = True
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self._game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # continue the same game after a lost life with a no-op step
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self._lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class SeedOnFirstReset(gym.Wrapper):
+    """Use `seed` for the first reset (unless the caller passes one), so make_env(seed=s) is enough."""
+
+    def __init__(self, env: gym.Env, seed: int | None):
+        super().__init__(env)
+        self._seed = seed
+        if seed is not None:
+            env.action_space.seed(seed)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        return self.env.reset(seed=seed, options=options)
+
+
+def make_env(
+    game: str,
+    seed: int | None = None,
+    *,
+    settings: AtariSettings | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """Make one env with our preprocessing. Atari: (k, 84, 84) uint8 stacks; classic: raw vectors.
+
+    `seed` seeds the first reset and the action space. `info["episode"]["r"]` at the end of a
+    game is its raw score. `settings` only applies to Atari games.
+    """
+    spec = resolve_game(game)
+    if not spec.is_atari:
+        env = gym.make(spec.env_id, render_mode=render_mode)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        return SeedOnFirstReset(env, seed)
+
+    import ale_py
+
+    gym.register_envs(ale_py)
+    s = settings or AtariSettings()
+    env = gym.make(
+        spec.env_id,
+        frameskip=1,
+        repeat_action_probability=s.sticky_actions,
+        full_action_space=False,
+        max_num_frames_per_episode=s.max_episode_frames,
+        render_mode=render_mode,
+    )
+    env = gym.wrappers.AtariPreprocessing(
+        env, noop_max=s.noop_max, frame_skip=s.frame_skip, screen_size=s.screen_size
+    )
+    # Below the life-loss wrapper, so the recorded return is the whole game's raw score.
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if s.terminal_on_life_loss:
+        env = EpisodicLifeEnv(env)
+    if s.fire_reset:
+        env = FireResetEnv(env)
+    env = gym.wrappers.FrameStackObservation(env, s.frame_stack, padding_type="zero")
+    return SeedOnFirstReset(env, seed)
+
+
+def make_vec_env(
+    game: str,
+    n_envs: int,
+    seed: int | None = None,
+    *,
+    settings: AtariSettings | None = None,
+    num_threads: int = 0,
+) -> gym.vector.VectorEnv:
+    """Make `n_envs` envs stepped together: ale-py's AtariVectorEnv (C++ threads) for Atari,
+    a gymnasium SyncVectorEnv otherwise. Same observations as `make_env` for the same settings.
+
+    Every AtariVectorEnv default that differs from ALE v5 is set explicitly (sticky actions,
+    reward clipping, fire reset). Autoreset is gymnasium's NEXT_STEP mode. `seed` seeds the
+    first reset and the action space.
+    """
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    spec = resolve_game(game)
+    if not spec.is_atari:
+        envs = gym.make_vec(
+            spec.env_id,
+            num_envs=n_envs,
+            vectorization_mode="sync",
+        )
+    else:
+        import ale_py
+
+        s = settings or AtariSettings()
+        if s.terminal_on_life_loss:
+            # AtariVectorEnv's episodic_life restarts the whole game at each lost life (seen in
+            # ale-py 0.12.1), which would change the task; use make_env for this option.
+            raise ValueError("terminal_on_life_loss is supported by make_env only, not make_vec_env")
+        envs = ale_py.AtariVectorEnv(
+            spec.ale_name,
+            n_envs,
+            num_threads=num_threads,
+            repeat_action_probability=s.sticky_actions,
+            full_action_space=False,
+            max_num_frames_per_episode=s.max_episode_frames,
+            img_height=s.screen_size,
+            img_width=s.screen_size,
+            grayscale=True,
+            stack_num=s.frame_stack,
+            frameskip=s.frame_skip,
+            maxpool=True,
+            noop_max=s.noop_max,
+            episodic_life=False,
+            reward_clipping=False,
+            use_fire_reset=s.fire_reset,
+        )
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
+    return VecSeedOnFirstReset(envs, seed)
+
+
+class VecSeedOnFirstReset(gym.vector.VectorWrapper):
+    """Vector twin of SeedOnFirstReset: env i's first reset uses seed + i."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int | None):
+        super().__init__(envs)
+        self._seed = seed
+        if seed is not None:
+            envs.action_space.seed(seed)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        return self.env.reset(seed=seed, options=options)
+
+
+def action_meanings(env: gym.Env) -> list[str]:
+    """Names of the discrete actions (Atari: the ALE meanings; classic: a0, a1, ...)."""
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "get_action_meanings"):
+        return list(unwrapped.get_action_meanings())
+    return [f"a{i}" for i in range(env.action_space.n)]
+
+
+def env_settings(game: str, settings: AtariSettings | None = None) -> dict[str, Any]:
+    """The settings dict recorded in demo metadata and run configs for `game`."""
+    spec = resolve_game(game)
+    return (settings or AtariSettings()).to_dict() if spec.is_atari else {}
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """True for uint8 image stacks (Atari), False for flat vector observations."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3

@@ -1,0 +1,5 @@
+"""Errors that mean "bad input": runners print them as one `error:` line and exit with status 2."""
+
+
+class InputError(ValueError):
+    """A user-supplied file, flag or name is wrong; the message names it and what was expected."""

@@ -1,0 +1,66 @@
+"""Small shared helpers: atomic file writes, seeding, device choice."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temp path in the destination's directory; on success fsync it and rename over `path`.
+
+    If the body raises, the temp file is removed and an existing `path` is left untouched.
+    `suffix` keeps the temp file's extension for writers that look at it (np.savez, video).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp"
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` atomically (temp file + fsync + rename)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch, numpy's legacy global RNG and `random`; return a fresh numpy Generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> cuda when present, else cpu; `cpu` / `cuda` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        from iq_atari.errors import InputError
+
+        raise InputError(f"--device: expected auto, cpu or cuda, got {device!r}")
+    return torch.device(device)

@@ -1,0 +1,1 @@
+"""Command-line runners: one module per user command (`python -m runners.<name> --help`)."""

@@ -1,0 +1,104 @@
+"""Shared CLI plumbing: dataclass configs as kebab-case flags, and one-line errors for bad input.
+
+A runner defines a `@dataclass` config whose fields carry `help` metadata, and calls
+`run_cli(Config, run, argv, description)`. Bad input (InputError, and argparse's own errors)
+exits with status 2 and one line on stderr starting with `error:`; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from iq_atari.errors import InputError
+
+C = TypeVar("C")
+
+
+def arg(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with CLI help text (`choices`, `short` can be passed in kwargs)."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _positive_int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser(config_cls: type, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one `--kebab-case` flag per field of `config_cls`."""
+    parser = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        flag = "--" + field.name.replace("_", "-")
+        hint = hints[field.name]
+        meta = dict(field.metadata)
+        kwargs: dict[str, Any] = {"help": meta.get("help", ""), "dest": field.name}
+        default = field.default
+        origin = typing.get_origin(hint)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if origin in (typing.Union, types.UnionType) and len(args) == 1:
+            hint, origin = args[0], typing.get_origin(args[0])
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is Literal:
+            kwargs["choices"] = list(typing.get_args(hint))
+            kwargs["type"] = type(kwargs["choices"][0])
+        elif hint is int and meta.get("positive", False):
+            kwargs["type"] = _positive_int(flag)
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+        else:
+            kwargs["type"] = str
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        kwargs["default"] = default
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return parser
+
+
+def run_cli(
+    config_cls: type[C],
+    run: Callable[[C], Any],
+    argv: Sequence[str] | None,
+    description: str,
+) -> int:
+    """Parse argv into `config_cls`, call `run(config)`; bad input -> `error: ...`, exit 2."""
+    parser = build_parser(config_cls, description)
+    ns = vars(parser.parse_args(argv))
+    debug = ns.pop("debug")
+    try:
+        config = config_cls(**ns)
+        run(config)
+    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) if not isinstance(err, OSError) or not err.filename else (
+        f"{err.filename}: {err.strerror}"
+    )
+    return " ".join(text.split())
