@@ -95,7 +95,7 @@ def _atari_names() -> dict[str, str]:
 
 
 def resolve_game(name: str) -> GameSpec:
-    """Resolve `Pong`, `pong`, `ALE/Pong-v5`, `PongNoFrameskip-v4`, `CartPole-v1`, ... to a GameSpec.
+    """Resolve `Pong`, `pong`, `ALE/Pong-v5`, `PongNoFrameskip-v4`, `CartPole-v1`, ... to a spec.
 
     Raises GameNameError with the closest known names when nothing matches.
     """
@@ -181,7 +181,7 @@ class EpisodicLifeEnv(gym.Wrapper):
 
 
 class SeedOnFirstReset(gym.Wrapper):
-    """Use `seed` for the first reset (unless the caller passes one), so make_env(seed=s) is enough."""
+    """Use `seed` for the first reset unless the caller passes one: make_env(seed=s) is enough."""
 
     def __init__(self, env: gym.Env, seed: int | None):
         super().__init__(env)
@@ -269,7 +269,7 @@ def make_vec_env(
         if s.terminal_on_life_loss:
             # AtariVectorEnv's episodic_life restarts the whole game at each lost life (seen in
             # ale-py 0.12.1), which would change the task; use make_env for this option.
-            raise ValueError("terminal_on_life_loss is supported by make_env only, not make_vec_env")
+            raise ValueError("terminal_on_life_loss: supported by make_env only, not make_vec_env")
         envs = ale_py.AtariVectorEnv(
             spec.ale_name,
             n_envs,

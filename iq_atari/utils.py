@@ -50,7 +50,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed torch, numpy's legacy global RNG and `random`; return a fresh numpy Generator."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - for third-party code using the global RNG
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 

@@ -25,8 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = "record" if argv[0] == "video" else argv[0]
     if name not in COMMANDS:
-        print(f"error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown command {argv[0]!r}; expected one of {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     try:
         module = importlib.import_module(f"runners.{name}")

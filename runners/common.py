@@ -42,7 +42,9 @@ def _positive_int(name: str) -> Callable[[str], int]:
 
 def build_parser(config_cls: type, description: str) -> argparse.ArgumentParser:
     """An argparse parser with one `--kebab-case` flag per field of `config_cls`."""
-    parser = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
@@ -98,7 +100,9 @@ def run_cli(
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err) if not isinstance(err, OSError) or not err.filename else (
-        f"{err.filename}: {err.strerror}"
+    text = (
+        str(err)
+        if not isinstance(err, OSError) or not err.filename
+        else (f"{err.filename}: {err.strerror}")
     )
     return " ".join(text.split())
