@@ -25,6 +25,10 @@ def arg(default: Any, help: str, **kwargs: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Flag defaults in the help, and the runner's docstring kept as written (its examples)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message} (see --help)\n")
@@ -42,9 +46,7 @@ def _positive_int(name: str) -> Callable[[str], int]:
 
 def build_parser(config_cls: type, description: str) -> argparse.ArgumentParser:
     """An argparse parser with one `--kebab-case` flag per field of `config_cls`."""
-    parser = _Parser(
-        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = _Parser(description=description, formatter_class=_HelpFormatter)
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
