@@ -1,0 +1,102 @@
+"""Expert policies behind one interface (`Expert`): scripted (RAM-reading Atari planners,
+classic-control controllers), and stable-baselines3 / RL-Zoo checkpoints (.zip).
+
+`get_expert(game)` gives the game's default expert; `get_expert(game, "name")` a named one;
+`get_expert(game, "path/to/model.zip")` loads a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from iq_atari.envs import resolve_game
+from iq_atari.errors import InputError
+from iq_atari.experts.base import Expert
+from iq_atari.experts.random import RandomExpert
+
+__all__ = [
+    "Expert",
+    "available_experts",
+    "default_expert_name",
+    "get_expert",
+    "shipped_expert_name",
+]
+ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
+
+
+def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:
+    from iq_atari.experts.atari_scripted import BreakoutTracker, PongPlanner
+
+    return {
+        "ALE/Pong-v5": {"planner": PongPlanner},
+        "ALE/Breakout-v5": {"tracker": BreakoutTracker},
+    }
+
+
+def shipped_expert_name(env_id: str, algo: str) -> str:
+    """File name of a trained checkpoint under expert_demos/experts/: <algo>-<env id>.zip."""
+    return f"{algo}-{env_id.replace('/', '-')}.zip"
+
+
+def available_experts(game: str) -> dict[str, Callable[[], Expert]]:
+    """Named experts for `game`: scripted ones (the default first), checkpoints shipped under
+    expert_demos/experts/ by algorithm name ("dqn", "ppo"), and the "random" baseline last."""
+    from iq_atari.demos import DEMO_DIR
+    from iq_atari.experts.classic import classic_expert
+
+    spec = resolve_game(game)
+    named: dict[str, Callable[[], Expert]] = {}
+    if spec.is_atari:
+        named.update(_atari_experts().get(spec.env_id, {}))
+    else:
+        expert = classic_expert(spec.env_id)
+        if expert is not None:
+            named[expert.name] = lambda: classic_expert(spec.env_id)
+    for algo in ZOO_ALGOS:
+        path = DEMO_DIR / "experts" / shipped_expert_name(spec.env_id, algo)
+        if path.is_file():
+            named[algo] = partial(_load_zoo, path, spec.env_id, algo)
+    named["random"] = RandomExpert
+    return named
+
+
+def _load_zoo(path: Path, game: str, algo: str | None = None) -> Expert:
+    from iq_atari.experts.zoo import load_zoo_expert
+
+    return load_zoo_expert(path, game, algo)
+
+
+def default_expert_name(game: str) -> str | None:
+    """Name of the game's default expert (scripted, else a shipped checkpoint), or None."""
+    names = [n for n in available_experts(game) if n != "random"]
+    return names[0] if names else None
+
+
+def get_expert(game: str, name_or_path: str | None = None) -> Expert:
+    """The expert `name_or_path` for `game` (None: the default). A path loads an SB3/RL-Zoo .zip.
+
+    Raises InputError for a game without a default, an unknown name or a missing file.
+    """
+    spec = resolve_game(game)
+    available = available_experts(game)
+    if name_or_path is None:
+        name = default_expert_name(game)
+        if name is None:
+            raise InputError(
+                f"{spec.name} has no default expert; pass EXPERT=<path to an SB3/RL-Zoo .zip> "
+                f"(e.g. one made by `make expert GAME={spec.name}`) or EXPERT=random"
+            )
+        return available[name]()
+    if name_or_path in available:
+        return available[name_or_path]()
+    path = Path(name_or_path)
+    if path.suffix == ".zip" or path.exists() or "/" in name_or_path:
+        if not path.is_file():
+            raise InputError(f"--expert: no such file {name_or_path!r}")
+        return _load_zoo(path, game)
+    raise InputError(
+        f"--expert: unknown expert {name_or_path!r} for {spec.name}; known: "
+        f"{', '.join(available)}; or pass EXPERT=<path to an SB3/RL-Zoo .zip>"
+    )

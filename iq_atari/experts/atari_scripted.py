@@ -1,0 +1,348 @@
+"""Weight-free Atari experts that read the emulator: a look-ahead planner for Pong, a tracker for
+Breakout. Both act through the same preprocessed env as the demos (frame skip 4, sticky actions
+0.25, noop reset) and read `env.unwrapped.ale` (RAM, state clones); the observation is unused.
+
+Both look ahead by emulating from `ale.cloneState(include_rng=True)` and restoring that state.
+Cloning the RNG makes simulations see the sticky-action draws the real continuation will see, so
+these are oracle experts (they foresee their own sticky-action outcomes); their provenance says so.
+
+One thing the clone does not hold (ale-py 0.12.1): the action ALE repeats on a sticky frame
+(`StellaEnvironment::m_actions`). Each simulation overwrites it, so after `restoreState` a sticky
+frame would repeat the last *simulated* action, and the real game would differ from ordinary play.
+`_Lookahead` keeps track of the true repeated action and puts it back after every simulation, so
+the real continuation is exactly what it would be without look-ahead (a test replays the actions
+in a fresh env and compares every frame).
+
+RAM addresses and pixel offsets are in shared/EXPERTS.md.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+LOOKAHEAD_NOTE = (
+    "plans with ale.cloneState(include_rng=True) / restoreState look-ahead: it foresees its own "
+    "sticky-action outcomes (an oracle expert); reads RAM, not pixels; the real game is left "
+    "exactly as without look-ahead"
+)
+
+
+class _Lookahead:
+    """Emulator access for look-ahead: RAM, action ids, and simulations that leave no trace."""
+
+    name = "ale"
+    frame_skip = 4
+    max_probe = 16  # frames probed for the next non-sticky draw (all sticky: 0.25**16)
+
+    def reset(self, env: gym.Env) -> None:
+        unwrapped = env.unwrapped
+        self.ale = unwrapped.ale
+        meanings = list(unwrapped.get_action_meanings())
+        self.raw = dict(zip(meanings, unwrapped._action_set, strict=True))
+        self.index = {m: i for i, m in enumerate(meanings)}
+        self._repeated = self.raw["NOOP"]  # ALE's action on sticky frames; NOOP after a reset
+
+    def _begin(self) -> None:
+        """Clone the current state and find the first frame whose sticky draw takes a new action
+        (the draws are fixed by the cloned RNG; one frame of RIGHT vs LEFT differs only there)."""
+        ale = self.ale
+        self._state = ale.cloneState(include_rng=True)
+        right, left = self.raw["RIGHT"], self.raw["LEFT"]
+        self._free_frame = self.max_probe
+        for frame in range(self.max_probe):
+            before = ale.cloneState(include_rng=True)
+            ale.act(right)
+            after_right = pickle.dumps(ale.cloneState(include_rng=True))
+            ale.restoreState(before)
+            ale.act(left)
+            if pickle.dumps(ale.cloneState(include_rng=True)) != after_right:
+                self._free_frame = frame
+                break
+        self.restore()
+
+    def restore(self) -> None:
+        """Back to the cloned state, with ALE's repeated action as it was there."""
+        ale = self.ale
+        ale.restoreState(self._state)
+        if self._free_frame < self.max_probe:
+            for _ in range(self._free_frame + 1):  # the last of these frames takes the action
+                ale.act(self._repeated)
+            ale.restoreState(self._state)
+
+    def _commit(self, action: int) -> int:
+        """Restore, and remember the action ALE will repeat after the real step takes `action`."""
+        self.restore()
+        if self._free_frame < self.frame_skip:
+            self._repeated = self.raw[self.meanings[action]]
+        return action
+
+    @property
+    def meanings(self) -> list[str]:
+        return list(self.index)
+
+
+# ---- Pong ---------------------------------------------------------------------------------------
+
+PONG_CONTACT_X = 139  # ball left x at which it meets the player's paddle (screen x 140-143)
+PONG_MIDDLE = 114  # paddle centre y in the middle of the field
+PONG_HORIZON = 200  # frames of NOOP emulated to find where the ball arrives
+# Hit points tried (paddle centre minus ball centre at contact): shots from nearer the centre
+# never scored in our measurements, and the paddle with the ball spans -10..10.
+PONG_AIMS = (*range(-12, -4), *range(5, 13))
+
+
+def _pong_ball(ram: np.ndarray) -> tuple[int, int] | None:
+    """Ball (left x, centre y) on screen, or None when no ball is in play."""
+    if ram[49] in (0, 205):
+        return None
+    return int(ram[49]) - 49, int(ram[54]) - 14 + 2
+
+
+def _pong_paddle_centre(ram: np.ndarray, address: int = 51) -> int:
+    return int(ram[address]) - 14 + 8
+
+
+class PongPlanner(_Lookahead):
+    """Pong: predict where the ball arrives, choose where on the paddle to hit it, and take the
+    action whose simulated paddle ends closest to that target (EXPERTS.md "What worked").
+
+    The hit point (`aim`) is chosen once per incoming ball by simulating the shot for every aim
+    in -12..12, the paddle held there in the simulation by RAM writes (ram[51] drawn position,
+    ram[60] where the game moves it), and taking the middle of the longest run of aims after
+    which we score. With none it hits 8 px off-centre away from the opponent, avoiding aims that
+    lose the point.
+    """
+
+    name = "planner"
+
+    def __init__(self, aim: int = 8, near_frames: int = 16, choose_aim: bool = True) -> None:
+        self.aim = aim
+        self.near_frames = near_frames
+        self.choose_aim = choose_aim
+        self.provenance: dict[str, Any] = {
+            "kind": "scripted",
+            "source": f"{__name__}.PongPlanner",
+            "params": {"aim": aim, "near_frames": near_frames, "choose_aim": choose_aim},
+            "note": LOOKAHEAD_NOTE + "; picks the hit point by simulating each shot with the "
+            "paddle held in place through RAM writes (simulation only)",
+        }
+        self._aim_cache: tuple[int, int] | None = None  # (contact frame number, aim)
+        self._arrival_cache: tuple[int, int] | None = None  # (contact frame number, ball y)
+
+    def reset(self, env: gym.Env) -> None:
+        super().reset(env)
+        self.noop = self.raw["NOOP"]
+        self.moves = [(self.index[m], self.raw[m]) for m in ("NOOP", "RIGHT", "LEFT")]
+        self._aim_cache = None
+        self._arrival_cache = None
+
+    def _arrival(self) -> tuple[int, int] | None:
+        """Frames until the ball reaches the paddle column moving right, and its centre y there."""
+        ale, prev_x = self.ale, None
+        for frame in range(1, PONG_HORIZON + 1):
+            if ale.act(self.noop) != 0:
+                return None  # a point is scored first
+            ball = _pong_ball(ale.getRAM())
+            if ball is None:
+                return None
+            if prev_x is not None and ball[0] > prev_x and ball[0] >= PONG_CONTACT_X:
+                return frame, ball[1]
+            prev_x = ball[0]
+        return None
+
+    def _shot_outcome(self, frames_to_ball: int, arrival_y: int, aim: int) -> float:
+        """+1 if hitting the ball with the paddle centre `aim` px below it scores, -1 if the
+        point is lost, 0 if the opponent returns it."""
+        ale = self.ale
+        paddle_ram = arrival_y + aim + 14 - 8
+        prev_x = None
+        for frame in range(1, 2 * PONG_HORIZON):
+            if frames_to_ball - 6 <= frame <= frames_to_ball + 3:
+                ale.setRAM(51, paddle_ram)
+                ale.setRAM(60, paddle_ram)
+            reward = ale.act(self.noop)
+            if reward != 0:
+                return float(np.sign(reward))
+            ball = _pong_ball(ale.getRAM())
+            if ball is not None and frame > frames_to_ball + 3:
+                if prev_x is not None and ball[0] > prev_x and ball[0] < 60:
+                    return 0.0  # the opponent returned it
+                prev_x = ball[0]
+        return 0.0
+
+    def _choose_aim(self, frames_to_ball: int, arrival_y: int, opponent_y: int) -> int:
+        default = -self.aim if opponent_y < arrival_y else self.aim
+        if not self.choose_aim:
+            return default
+        outcomes = {}
+        for aim in PONG_AIMS:
+            outcomes[aim] = self._shot_outcome(frames_to_ball, arrival_y, aim)
+            self.restore()
+        runs: list[list[int]] = []
+        for aim in PONG_AIMS:
+            if outcomes[aim] > 0:
+                if runs and runs[-1][-1] == aim - 1:  # contiguous: robust to a px of error
+                    runs[-1].append(aim)
+                else:
+                    runs.append([aim])
+        if runs:
+            best = max(runs, key=len)
+            return best[len(best) // 2]
+        safe = [aim for aim in PONG_AIMS if outcomes[aim] == 0]
+        return min(safe, key=lambda aim: abs(aim - default)) if safe else default
+
+    def _cost(self, raw_action: int, frames: int, extra: int, target: int, near: bool) -> float:
+        """Distance of the paddle centre to `target` after `frames` frames, starting with
+        `raw_action` (for one agent step) then NOOP; `extra` more frames check the return.
+        A lost point costs 999, and not returning a near ball 1000 more."""
+        ale, distance = self.ale, 0.0
+        prev_x, returned = None, False
+        for frame in range(frames + extra):
+            if ale.act(raw_action if frame < self.frame_skip else self.noop) < 0:
+                return 999.0 + (1000.0 if near else 0.0)
+            ram = ale.getRAM()
+            if frame == frames - 1:
+                distance = abs(_pong_paddle_centre(ram) - target)
+            ball = _pong_ball(ram)
+            if ball is not None:
+                returned = returned or (prev_x is not None and ball[0] < prev_x)
+                prev_x = ball[0]
+        return distance + (1000.0 if near and not returned else 0.0)
+
+    def _predict_arrival(self) -> tuple[int, int] | None:
+        """`_arrival`, cached until contact: until then the ball's path does not depend on us."""
+        now = self.ale.getEpisodeFrameNumber()
+        if self._arrival_cache is not None and self._arrival_cache[0] > now:
+            return self._arrival_cache[0] - now, self._arrival_cache[1]
+        arrival = self._arrival()
+        self.restore()
+        self._arrival_cache = None if arrival is None else (now + arrival[0], arrival[1])
+        return arrival
+
+    def act(self, obs: np.ndarray, env: gym.Env) -> int:
+        self._begin()
+        arrival = self._predict_arrival()
+        if arrival is None:
+            frames_to_ball, target = 16, PONG_MIDDLE
+        else:
+            frames_to_ball, arrival_y = arrival
+            contact = self.ale.getEpisodeFrameNumber() + frames_to_ball
+            if self._aim_cache is None or abs(self._aim_cache[0] - contact) > 8:
+                opponent_y = _pong_paddle_centre(self.ale.getRAM(), 50)
+                self._aim_cache = (contact, self._choose_aim(frames_to_ball, arrival_y, opponent_y))
+            target = arrival_y + self._aim_cache[1]
+        near = arrival is not None and frames_to_ball <= self.near_frames
+        frames = min(max(frames_to_ball, self.frame_skip), 16)
+        best, best_cost = 0, float("inf")
+        for index, raw_action in self.moves:
+            cost = self._cost(raw_action, frames, 8 if near else 0, target, near)
+            self.restore()
+            if cost < best_cost:  # strict: ties keep the earlier action (NOOP first)
+                best, best_cost = index, cost
+        return self._commit(best)
+
+
+# ---- Breakout -----------------------------------------------------------------------------------
+
+BREAKOUT_PADDLE_ROW = 176  # ram[101] (ball y) from which a falling ball meets the paddle
+BREAKOUT_HORIZON = 200
+BREAKOUT_MAX_SCORE = 864  # both walls cleared: no brick is left and the ball would bounce forever
+
+
+def _bcd(byte: int) -> int:
+    return (byte >> 4) * 10 + (byte & 0xF)
+
+
+def _breakout_score(ram: np.ndarray) -> int:
+    return _bcd(int(ram[76])) * 100 + _bcd(int(ram[77]))
+
+
+def _breakout_ball_x(ram: np.ndarray) -> int:
+    return int(ram[99]) - 49 + 1
+
+
+def _breakout_paddle_centre(ram: np.ndarray) -> int:
+    return int(ram[72]) - 47 + 8
+
+
+class BreakoutTracker(_Lookahead):
+    """Breakout: emulate ahead to where the ball comes down to the paddle's row, and take the
+    action whose simulated paddle ends closest to it (the paddle moves in jumps of up to ~20 px
+    per agent step, so a plain tracker overshoots); FIRE when no ball is in play. Once both
+    walls are cleared (864 points, nothing left to score) it stops returning the ball, so the
+    game ends instead of running to the frame limit."""
+
+    name = "tracker"
+
+    def __init__(self, near_frames: int = 16) -> None:
+        self.near_frames = near_frames
+        self.provenance: dict[str, Any] = {
+            "kind": "scripted",
+            "source": f"{__name__}.BreakoutTracker",
+            "params": {"near_frames": near_frames},
+            "note": LOOKAHEAD_NOTE + "; stops returning the ball once the score is 864 (cleared)",
+        }
+
+    def reset(self, env: gym.Env) -> None:
+        super().reset(env)
+        self.noop = self.raw["NOOP"]
+        self.moves = [(self.index[m], self.raw[m]) for m in ("NOOP", "RIGHT", "LEFT")]
+
+    def _landing(self) -> tuple[int, int] | None:
+        """Frames until the falling ball reaches the paddle row, and its centre x there."""
+        ale, prev_y = self.ale, None
+        for frame in range(1, BREAKOUT_HORIZON + 1):
+            ale.act(self.noop)
+            ram = ale.getRAM()
+            y = int(ram[101])
+            if y == 0:
+                return None  # the ball is lost (or gone) before reaching the paddle
+            if prev_y is not None and y > prev_y and y >= BREAKOUT_PADDLE_ROW:
+                return frame, _breakout_ball_x(ram)
+            prev_y = y
+        return None
+
+    def _cost(self, raw_action: int, frames: int, extra: int, target: int, near: bool) -> float:
+        """Distance of the paddle centre to `target` after `frames` frames, starting with
+        `raw_action` (for one agent step) then NOOP; `extra` frames more check the return.
+        A lost life costs 999, not returning a near ball 1000 more."""
+        ale, lives, distance = self.ale, self.ale.lives(), 0.0
+        prev_y, returned = None, False
+        for frame in range(frames + extra):
+            ale.act(raw_action if frame < self.frame_skip else self.noop)
+            if ale.lives() < lives:
+                return 999.0 + (1000.0 if near else 0.0)
+            ram = ale.getRAM()
+            if frame == frames - 1:
+                distance = abs(_breakout_paddle_centre(ram) - target)
+            y = int(ram[101])
+            returned = returned or (prev_y is not None and 0 < y < prev_y)
+            prev_y = y
+        return distance + (1000.0 if near and not returned else 0.0)
+
+    def act(self, obs: np.ndarray, env: gym.Env) -> int:
+        ram = self.ale.getRAM()
+        self._begin()
+        if ram[101] == 0:
+            return self._commit(self.index["FIRE"])
+        if _breakout_score(ram) >= BREAKOUT_MAX_SCORE:
+            return self._commit(self.index["NOOP"])
+        landing = self._landing()
+        self.restore()
+        if landing is None:
+            frames_to_ball, target = 16, _breakout_ball_x(ram)
+        else:
+            frames_to_ball, target = landing
+        near = landing is not None and frames_to_ball <= self.near_frames
+        frames = min(max(frames_to_ball, self.frame_skip), 16)
+        best, best_cost = 0, float("inf")
+        for index, raw_action in self.moves:
+            cost = self._cost(raw_action, frames, 8 if near else 0, target, near)
+            self.restore()
+            if cost < best_cost:  # strict: ties keep the earlier action (NOOP first)
+                best, best_cost = index, cost
+        return self._commit(best)

@@ -1,0 +1,207 @@
+"""Run a policy in an env: episodes as `Trajectory`s, returns, and RGB frames for video.
+
+Atari trajectories record the single newest frame of each observation stack (`obs[-1]`); the
+stacks are rebuilt from them (`DemoSet.stacked_obs`), exactly as the env built them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+from iq_atari.demos import DEMO_DIR, DemoError, Trajectory, demo_filename, save_demos
+from iq_atari.envs import AtariSettings, action_meanings, env_settings, make_env, resolve_game
+from iq_atari.experts import Expert, get_expert
+
+Policy = Callable[[np.ndarray], int]
+
+
+@dataclass
+class Episode:
+    """One played episode: its trajectory, raw score, and (if asked) its rendered RGB frames."""
+
+    trajectory: Trajectory
+    score: float  # raw game score (info["episode"]["r"]); equals the return of the trajectory
+    seed: int
+    frames: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.trajectory)
+
+
+def _single_frame(obs: np.ndarray) -> np.ndarray:
+    """What a trajectory stores per step: the newest frame of an image stack, else the vector."""
+    obs = np.asarray(obs)
+    return obs[-1].copy() if obs.ndim == 3 else obs.astype(np.float32)
+
+
+def run_episode(
+    env: gym.Env,
+    policy: Policy,
+    seed: int,
+    *,
+    on_reset: Callable[[], None] | None = None,
+    render: bool = False,
+) -> Episode:
+    """Play one episode from `env.reset(seed=seed)` with `policy(obs) -> action`.
+
+    `on_reset` runs after the reset, before the first action (an expert's `reset`). With
+    `render`, the env must have render_mode="rgb_array"; frames holds one RGB image per step.
+    """
+    obs, info = env.reset(seed=seed)
+    if on_reset is not None:
+        on_reset()
+    observations, actions, rewards = [_single_frame(obs)], [], []
+    frames = [env.render()] if render else []
+    while True:
+        action = int(policy(obs))
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(_single_frame(obs))
+        actions.append(action)
+        rewards.append(float(reward))
+        if render:
+            frames.append(env.render())
+        if terminated or truncated:
+            break
+    trajectory = Trajectory(
+        obs=np.stack(observations),
+        actions=np.asarray(actions, dtype=np.int64),
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminated=terminated,
+        truncated=truncated,
+    )
+    score = float(info["episode"]["r"]) if "episode" in info else trajectory.ret
+    return Episode(trajectory, score, seed, frames)
+
+
+def expert_episodes(
+    game: str,
+    expert: Expert,
+    episodes: int,
+    seed: int,
+    settings: AtariSettings | None = None,
+    progress: bool = True,
+    render: bool = False,
+) -> list[Episode]:
+    """Play `episodes` episodes of `game` with `expert`; episode i starts from seed + i."""
+    env = make_env(game, seed, settings=settings, render_mode="rgb_array" if render else None)
+    out = []
+    try:
+        bar = tqdm(
+            range(episodes),
+            desc=f"{expert.name} on {resolve_game(game).name}",
+            unit="ep",
+            disable=not progress,
+            file=sys.stderr,
+        )
+        for i in bar:
+            episode = run_episode(
+                env,
+                lambda obs: expert.act(obs, env),
+                seed + i,
+                on_reset=lambda: expert.reset(env),
+                render=render,
+            )
+            out.append(episode)
+            bar.set_postfix(ret=f"{episode.score:g}", len=episode.length)
+    finally:
+        env.close()
+    return out
+
+
+def collect_episodes(
+    game: str,
+    expert: Expert,
+    episodes: int,
+    seed: int,
+    settings: AtariSettings | None = None,
+    progress: bool = True,
+) -> list[Trajectory]:
+    """Trajectories of `episodes` expert episodes; episode i starts from seed + i."""
+    return [e.trajectory for e in expert_episodes(game, expert, episodes, seed, settings, progress)]
+
+
+def returns_table(trajectories: list[Trajectory], seeds: list[int] | None = None) -> str:
+    """A plain-text table of per-episode returns and lengths, with mean / std / min / max."""
+    rets = np.array([t.ret for t in trajectories])
+    lens = np.array([len(t) for t in trajectories])
+    seeds = seeds or list(range(len(trajectories)))
+    lines = [f"{'episode':>7} {'seed':>6} {'return':>10} {'length':>8} {'end':>10}"]
+    for i, (t, s) in enumerate(zip(trajectories, seeds, strict=True)):
+        end = "terminated" if t.terminated else ("truncated" if t.truncated else "-")
+        lines.append(f"{i:>7} {s:>6} {t.ret:>10g} {len(t):>8} {end:>10}")
+    lines.append(
+        f"{'mean':>14} {rets.mean():>10.2f} {lens.mean():>8.1f}\n"
+        f"{'std':>14} {rets.std():>10.2f} {lens.std():>8.1f}\n"
+        f"{'min..max':>14} {f'{rets.min():g}..{rets.max():g}':>10} "
+        f"{f'{lens.min()}..{lens.max()}':>8}"
+    )
+    return "\n".join(lines)
+
+
+def demo_meta(
+    game: str, expert: Expert, seed: int, seeds: list[int], settings: AtariSettings | None
+) -> dict:
+    """The metadata record of a demo file recorded from `expert` on `game`."""
+    spec = resolve_game(game)
+    env = make_env(game, settings=settings)
+    try:
+        n_actions, meanings = int(env.action_space.n), action_meanings(env)
+        obs_shape = list(env.observation_space.shape)
+    finally:
+        env.close()
+    return {
+        "env_id": spec.env_id,
+        "env_kwargs": env_settings(game, settings),
+        "frame_stack": obs_shape[0] if spec.is_atari else 1,
+        "obs_shape": obs_shape,
+        "n_actions": n_actions,
+        "action_meanings": meanings,
+        "expert": {"name": expert.name, **expert.provenance},
+        "seed": seed,
+        "episode_seeds": seeds,
+    }
+
+
+def record_demos(
+    game: str,
+    expert: str | None,
+    episodes: int,
+    seed: int,
+    out: Path | None = None,
+    min_return: float | None = None,
+    progress: bool = True,
+    settings: AtariSettings | None = None,
+) -> Path:
+    """Record `episodes` expert episodes, print their table, save a demo file; return its path.
+
+    `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
+    The default path is expert_demos/<Game>_<expert>_<N>ep.npz.
+    """
+    if episodes < 1:
+        raise DemoError(f"--episodes: expected a positive count, got {episodes}")
+    policy = get_expert(game, expert)
+    played = expert_episodes(game, policy, episodes, seed, settings, progress)
+    print(returns_table([e.trajectory for e in played], [e.seed for e in played]))
+    kept = [e for e in played if min_return is None or e.score >= min_return]
+    if min_return is not None:
+        print(f"kept {len(kept)}/{len(played)} episodes with return >= {min_return:g}")
+    if not kept:
+        raise DemoError(f"--min-return: no episode reached {min_return:g}; nothing saved")
+    meta = demo_meta(game, policy, seed, [e.seed for e in kept], settings)
+    if min_return is not None:
+        meta["min_return"] = min_return
+    path = Path(out) if out is not None else DEMO_DIR / demo_filename(game, policy.name, len(kept))
+    save_demos(path, [e.trajectory for e in kept], meta)
+    print(
+        f"wrote {path} ({path.stat().st_size:,} bytes, {len(kept)} episodes, "
+        f"{sum(e.length for e in kept):,} steps)"
+    )
+    return path

@@ -1,0 +1,71 @@
+"""Record expert demonstrations to a validated demo file (expert_demos/<Game>_<expert>_<N>ep.npz).
+
+Examples:
+  python -m runners.demos --game Pong --episodes 20
+  python -m runners.demos --game CartPole --expert ppo   # expert_demos/experts/ppo-CartPole-v1.zip
+  python -m runners.demos --game Breakout --expert path/to/dqn-BreakoutNoFrameskip-v4.zip
+  python -m runners.demos --game CartPole --import-iq-learn CartPole-v1_1000.pkl --trust-pickle
+
+`--import-iq-learn` converts an official IQ-Learn expert file (a pickled dict of per-episode
+states, next_states, actions, rewards, dones, lengths) instead of recording. Pickle files can run
+code when read, so they are refused unless `--trust-pickle` is given.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.common import arg, run_cli
+
+
+@dataclass
+class Config:
+    game: str = arg("Pong", "game: short Atari name (Pong), gymnasium id (CartPole-v1), any case")
+    expert: str | None = arg(
+        None,
+        "expert name (e.g. planner, controller, random) or path to an SB3/RL-Zoo .zip; "
+        "default: the game's default expert",
+    )
+    episodes: int = arg(10, "episodes to record", positive=True)
+    seed: int = arg(0, "seed of the first episode; episode i uses seed + i")
+    out: str | None = arg(None, "output .npz (default expert_demos/<Game>_<expert>_<N>ep.npz)")
+    min_return: float | None = arg(None, "keep only episodes with a return at or above this")
+    import_iq_learn: str | None = arg(
+        None, "convert this official IQ-Learn expert file (.pkl / .npy) instead of recording"
+    )
+    trust_pickle: bool = arg(False, "allow reading pickle-based files (they can run code)")
+    progress: bool = arg(True, "show a progress bar")
+
+
+def run(config: Config) -> Path:
+    from iq_atari.rollout import record_demos
+
+    if config.import_iq_learn is not None:
+        from iq_atari.demos import import_iq_learn
+
+        return import_iq_learn(
+            config.import_iq_learn,
+            config.game,
+            out=Path(config.out) if config.out else None,
+            trust_pickle=config.trust_pickle,
+            min_return=config.min_return,
+        )
+    return record_demos(
+        config.game,
+        config.expert,
+        config.episodes,
+        config.seed,
+        out=Path(config.out) if config.out else None,
+        min_return=config.min_return,
+        progress=config.progress,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
