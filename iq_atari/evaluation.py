@@ -1,0 +1,276 @@
+"""Evaluation: raw game scores of a policy over a fixed set of seeded episodes, and the check
+that IQ-Learn's recovered reward tracks the true one (`reward_correlation`).
+
+The reward check plays episodes of mixed skill (the expert taking uniformly random actions with
+probability epsilon, for epsilon on a ladder from 0 to 1, plus the trained agent), sums the
+recovered reward r(s, a) = Q(s, a) - gamma * (1 - terminated) * V(s') over each episode, and
+correlates these sums with the true returns (Pearson and Spearman).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from iq_atari.envs import AtariSettings, make_env, make_vec_env, rebuild_stacks, resolve_game
+
+if TYPE_CHECKING:
+    from iq_atari.agent import SoftQAgent
+    from iq_atari.demos import Trajectory
+    from iq_atari.experts import Expert
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+
+
+def eval_settings(settings: AtariSettings | None) -> AtariSettings:
+    """Evaluation plays the whole game as published scores do: no life-loss ends, no fire reset."""
+    return dataclasses.replace(
+        settings or AtariSettings(), terminal_on_life_loss=False, fire_reset=False
+    )
+
+
+def evaluate(
+    policy_fn: PolicyFn,
+    game: str,
+    episodes: int,
+    seed: int,
+    settings: AtariSettings | None = None,
+    max_envs: int = 8,
+) -> np.ndarray:
+    """Raw (unclipped, whole-game) returns of `episodes` episodes of `policy_fn`, in env order.
+
+    `policy_fn` maps a batch of observations to a batch of actions (e.g. greedy argmax Q). The
+    episodes run in up to `max_envs` envs at once; env i plays a fixed quota of episodes, so the
+    result does not depend on which episodes end first, and the same seed gives the same episodes.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    n_envs = min(episodes, max_envs)
+    quota = np.full(n_envs, episodes // n_envs)
+    quota[: episodes % n_envs] += 1
+    spec = resolve_game(game)
+    envs = make_vec_env(
+        game, n_envs, seed=seed, settings=eval_settings(settings) if spec.is_atari else None
+    )
+    returns: list[list[float]] = [[] for _ in range(n_envs)]
+    try:
+        obs, _ = envs.reset()
+        while any(len(r) < q for r, q in zip(returns, quota, strict=True)):
+            obs, _, _, _, infos = envs.step(np.asarray(policy_fn(obs)))
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    if len(returns[i]) < quota[i]:
+                        returns[i].append(float(infos["episode"]["r"][i]))
+    finally:
+        envs.close()
+    return np.array([r for env_returns in returns for r in env_returns], dtype=np.float64)
+
+
+EPSILONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of `x`, ties sharing their average rank (as scipy.stats.rankdata)."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation of two samples; nan if either is constant or shorter than 2."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) != len(y):
+        raise ValueError(f"samples of different lengths: {len(x)} and {len(y)}")
+    if len(x) < 2:
+        return float("nan")
+    dx, dy = x - x.mean(), y - y.mean()
+    denom = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return float((dx * dy).sum() / denom) if denom > 0 else float("nan")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson of the tie-averaged ranks)."""
+    return pearson(rankdata(x), rankdata(y))
+
+
+@dataclass
+class RewardCorrelation:
+    """Per-episode true and recovered returns of the reward check, and their correlations."""
+
+    sources: list[str]  # "expert eps=0.25", ..., "agent"
+    true_returns: np.ndarray
+    recovered_returns: np.ndarray
+    lengths: np.ndarray
+    pearson: float = field(init=False)
+    spearman: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pearson = pearson(self.true_returns, self.recovered_returns)
+        self.spearman = spearman(self.true_returns, self.recovered_returns)
+
+    def to_dict(self) -> dict:
+        return {
+            "pearson": self.pearson,
+            "spearman": self.spearman,
+            "episodes": len(self.sources),
+            "sources": self.sources,
+            "true_returns": self.true_returns.tolist(),
+            "recovered_returns": self.recovered_returns.tolist(),
+            "lengths": self.lengths.tolist(),
+        }
+
+
+def epsilon_policy(
+    expert: Expert, env, n_actions: int, epsilon: float, rng: np.random.Generator
+) -> Callable[[np.ndarray], int]:
+    """The expert's action, replaced by a uniformly random one with probability `epsilon`.
+
+    The expert is asked every step (scripted experts may track the game), even when overruled.
+    """
+
+    def act(obs: np.ndarray) -> int:
+        action = expert.act(obs, env)
+        return int(rng.integers(n_actions)) if rng.random() < epsilon else action
+
+    return act
+
+
+def recovered_return(
+    agent: SoftQAgent, trajectory: Trajectory, gamma: float, frame_stack: int, chunk: int = 512
+) -> float:
+    """Sum over one episode of the agent's recovered reward r(s, a); the last step bootstraps
+    unless the episode terminated (a time-limit end is not a terminal state)."""
+    frames = trajectory.obs
+    obs = frames if frames.ndim == 2 else rebuild_stacks(frames, frame_stack)
+    n = len(trajectory.actions)
+    terminated = np.zeros(n, dtype=bool)
+    terminated[-1] = trajectory.terminated
+
+    def as_tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), device=agent.device)
+
+    total = 0.0
+    for start in range(0, n, chunk):
+        end = min(start + chunk, n)
+        rewards = agent.recovered_reward(
+            as_tensor(obs[start:end]),
+            as_tensor(trajectory.actions[start:end]),
+            as_tensor(obs[start + 1 : end + 1]),
+            as_tensor(terminated[start:end]),
+            gamma,
+        )
+        total += float(rewards.double().sum())
+    return total
+
+
+def reward_correlation(
+    agent: SoftQAgent,
+    game: str,
+    gamma: float,
+    expert: Expert,
+    episodes: int = 3,
+    seed: int = 20_000,
+    epsilons: Sequence[float] = EPSILONS,
+    settings: AtariSettings | None = None,
+) -> RewardCorrelation:
+    """Correlate recovered and true returns over `episodes` episodes per epsilon of the
+    epsilon-random `expert`, plus `episodes` greedy episodes of `agent` itself.
+
+    Atari episodes are whole games (as in `evaluate`); episode j of each policy starts from
+    seed + j, so every policy meets the same starts.
+    """
+    from iq_atari.rollout import run_episode
+
+    spec = resolve_game(game)
+    settings = eval_settings(settings) if spec.is_atari else None
+    frame_stack = (settings or AtariSettings()).frame_stack
+    env = make_env(game, seed, settings=settings)
+    n_actions = int(env.action_space.n)
+    rng = np.random.default_rng(seed)
+    played: list[tuple[str, Trajectory]] = []
+
+    def greedy(obs: np.ndarray) -> int:
+        return int(agent.act(np.asarray(obs)[None], greedy=True)[0])
+
+    try:
+        for epsilon in epsilons:
+            policy = epsilon_policy(expert, env, n_actions, epsilon, rng)
+            for j in range(episodes):
+                episode = run_episode(env, policy, seed + j, on_reset=lambda: expert.reset(env))
+                played.append((f"expert eps={epsilon:g}", episode.trajectory))
+        for j in range(episodes):
+            played.append(("agent", run_episode(env, greedy, seed + j).trajectory))
+    finally:
+        env.close()
+    return RewardCorrelation(
+        sources=[source for source, _ in played],
+        true_returns=np.array([t.ret for _, t in played]),
+        recovered_returns=np.array(
+            [recovered_return(agent, t, gamma, frame_stack) for _, t in played]
+        ),
+        lengths=np.array([len(t) for _, t in played]),
+    )
+
+
+def plot_reward_correlation(result: RewardCorrelation, path: str | Path, title: str) -> Path:
+    """Scatter of recovered vs true episode returns, one colour per source, r in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for source in dict.fromkeys(result.sources):
+        pick = np.array([s == source for s in result.sources])
+        ax.scatter(result.true_returns[pick], result.recovered_returns[pick], label=source, s=25)
+    ax.set_xlabel("true return")
+    ax.set_ylabel("recovered return  sum r(s, a)")
+    ax.set_title(f"{title}\nPearson {result.pearson:.3f}, Spearman {result.spearman:.3f}")
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reward_check(
+    agent: SoftQAgent,
+    game: str,
+    gamma: float,
+    episodes: int,
+    seed: int,
+    out_png: str | Path,
+    expert_name: str | None = None,
+    settings: AtariSettings | None = None,
+) -> dict | None:
+    """`reward_correlation` with the demos' expert (else the game's default) and its scatter plot
+    at `out_png`; None (with a note on stderr) when the game has no expert to play."""
+    import sys
+
+    from iq_atari.errors import InputError
+    from iq_atari.experts import get_expert
+
+    try:
+        expert = get_expert(game, expert_name)
+    except InputError:
+        try:
+            expert = get_expert(game)
+        except InputError as err:
+            print(f"reward check skipped: {err}", file=sys.stderr)
+            return None
+    result = reward_correlation(agent, game, gamma, expert, episodes, seed, settings=settings)
+    plot_reward_correlation(result, out_png, f"recovered vs true return, {resolve_game(game).name}")
+    return result.to_dict()

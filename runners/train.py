@@ -1,0 +1,43 @@
+"""Train IQ-Learn (or behavioural cloning) from expert demos, offline or online.
+
+Shows a progress bar with the latest evaluation score, evaluates greedily every --eval-interval
+updates on the raw game score, keeps checkpoints/{last,best}.pt, and writes config.json,
+metrics.csv, TensorBoard events, curve.png and eval.json to the run directory
+(runs/<game>/<algo>-<seed>-<time>/ unless --run-dir). Without --demos it uses the game's demo file
+in expert_demos/, recording one with the default expert first if there is none.
+Options left unset take the preset of the game's family (Atari or classic control).
+
+Examples:
+  python -m runners.train --game CartPole
+  python -m runners.train --game Pong --steps 50000
+  python -m runners.train --game CartPole --mode online --num-demos 1
+  python -m runners.train --run-dir runs/Pong/iq-0-20250101-120000 --resume
+"""
+
+from __future__ import annotations
+
+import sys
+
+from iq_atari.train import TrainConfig, train
+
+
+def run(config: TrainConfig) -> dict:
+    record = train(config)
+    print(
+        f"{record['algo']} {record['mode']} on {record['game']}: mean return "
+        f"{record['mean_return']:.1f} +- {record['std_return']:.1f} over {record['episodes']} "
+        f"episodes after {record['updates']} updates ({record['wall_time_s']:.0f} s); "
+        f"best {record['best_mean_return']:.1f}; expert {record['expert_mean_return']:.1f}\n"
+        f"run directory: {record['run_dir']}"
+    )
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runners.common import run_cli
+
+    return run_cli(TrainConfig, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The training loop: CartPole learning from one demo (offline and online), run directory,
+checkpoints and exact resume, an Atari smoke run, the runner's CLI and demo recording."""
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from iq_atari.envs import AtariSettings
+from iq_atari.errors import InputError
+from iq_atari.rollout import record_demos
+from iq_atari.train import TrainConfig, load_learner, resolve_config, train
+from runners import train as train_runner
+
+FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0)
+
+
+@pytest.fixture(scope="module")
+def cartpole_one_demo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demos") / "CartPole_controller_1ep.npz"
+    return record_demos("CartPole", None, episodes=1, seed=0, out=path, progress=False)
+
+
+def _timed_train(config):
+    start = time.perf_counter()
+    record = train(config)
+    return record, time.perf_counter() - start
+
+
+def test_offline_iq_learns_cartpole_from_one_demo(cartpole_one_demo, tmp_path):
+    config = TrainConfig(
+        game="CartPole",
+        demos=str(cartpole_one_demo),
+        steps=3000,
+        eval_interval=3000,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        **FAST,
+    )
+    record, seconds = _timed_train(config)
+    print(f"offline CartPole, 1 demo, 3000 updates: {record['mean_return']:.1f} in {seconds:.1f}s")
+    assert record["num_demos"] == 1 and record["episodes"] == 10
+    assert record["mean_return"] >= 475
+    assert record["env_steps"] == 0  # offline: the env is used for evaluation only
+
+
+def test_online_iq_learns_cartpole_from_one_demo(cartpole_one_demo, tmp_path):
+    config = TrainConfig(
+        game="CartPole",
+        mode="online",
+        demos=str(cartpole_one_demo),
+        steps=5000,
+        eval_interval=5000,
+        seed=0,
+        run_dir=str(tmp_path / "run"),
+        **FAST,
+    )
+    record, seconds = _timed_train(config)
+    print(f"online CartPole, 1 demo, 5000 updates: {record['mean_return']:.1f} in {seconds:.1f}s")
+    assert record["mean_return"] >= 475
+    # One env step per update, after 1000 steps collected before learning.
+    assert record["env_steps"] == 1000 + 5000
+
+
+def _weights(run_dir):
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    return state["learner"]["agent"]
+
+
+def test_run_directory_checkpoints_and_exact_resume(cartpole_one_demo, tmp_path):
+    common = dict(
+        game="CartPole",
+        demos=str(cartpole_one_demo),
+        eval_interval=40,
+        eval_episodes=2,
+        log_interval=20,
+        seed=3,
+        progress=False,
+        reward_check_episodes=0,
+    )
+    straight = tmp_path / "straight"
+    train(TrainConfig(steps=120, run_dir=str(straight), tensorboard=False, **common))
+
+    resumed = tmp_path / "resumed"
+    first = train(TrainConfig(steps=80, run_dir=str(resumed), **common))
+    assert first["updates"] == 80
+    record = train(TrainConfig(steps=120, run_dir=str(resumed), resume=True, progress=False))
+    assert record["updates"] == 120
+    for key, value in _weights(straight).items():
+        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0)
+
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "eval.json",
+        "curve.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
+        assert (resumed / name).is_file(), name
+    assert list(resumed.glob("events.out.tfevents.*"))
+    saved_config = json.loads((resumed / "config.json").read_text())
+    assert saved_config["steps"] == 120 and saved_config["demos"] == str(cartpole_one_demo)
+    eval_json = json.loads((resumed / "eval.json").read_text())
+    for key in (
+        "game",
+        "algo",
+        "mode",
+        "mean_return",
+        "std_return",
+        "returns",
+        "episodes",
+        "updates",
+        "env_steps",
+        "wall_time_s",
+    ):
+        assert key in eval_json, key
+    assert eval_json["game"] == "CartPole" and eval_json["algo"] == "iq"
+    assert len(eval_json["returns"]) == eval_json["episodes"] == 2
+    with open(resumed / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    evals = [int(r["step"]) for r in rows if r["tag"] == "eval/mean_return"]
+    assert evals == [40, 80, 120]  # no duplicate from the resumed part
+    assert {"train/softq_loss", "train/chi2_loss", "perf/updates_per_s"} <= {r["tag"] for r in rows}
+
+    learner, config = load_learner(resumed)  # the best checkpoint
+    assert config.game == "CartPole" and config.seed == 3
+    assert load_learner(resumed / "checkpoints" / "last.pt")[1].steps == 120
+    assert learner.act(np.zeros((1, 4), np.float32), greedy=True).shape == (1,)
+
+
+def test_atari_offline_and_online_smoke(tmp_path):
+    # A tiny Pong demo file: random play, episodes cut at 200 frames (50 agent steps).
+    settings = AtariSettings(max_episode_frames=200)
+    demos = record_demos(
+        "Pong",
+        "random",
+        episodes=2,
+        seed=0,
+        out=tmp_path / "pong.npz",
+        progress=False,
+        settings=settings,
+    )
+    small = dict(
+        game="Pong",
+        demos=str(demos),
+        batch_size=8,
+        eval_interval=2,
+        eval_episodes=2,
+        log_interval=1,
+        **FAST,
+    )
+    offline = train(TrainConfig(steps=3, run_dir=str(tmp_path / "offline"), **small))
+    assert offline["updates"] == 3 and offline["episodes"] == 2
+    online = train(
+        TrainConfig(
+            steps=3,
+            mode="online",
+            replay_size=64,
+            learning_starts=20,
+            n_envs=2,
+            run_dir=str(tmp_path / "online"),
+            **small,
+        )
+    )
+    assert online["env_steps"] >= 20
+    learner, _ = load_learner(tmp_path / "online")
+    assert learner.act(np.zeros((2, 4, 84, 84), np.uint8), greedy=True).shape == (2,)
+
+
+def test_presets_and_bad_combinations():
+    atari = resolve_config(TrainConfig(game="pong"))
+    assert (atari.game, atari.batch_size, atari.lr, atari.alpha) == ("Pong", 64, 1e-4, 1e-3)
+    assert (atari.value_term, atari.regularize_over) == ("value_expert", "expert")
+    online = resolve_config(TrainConfig(game="CartPole-v1", mode="online", lr=1e-3))
+    assert (online.value_term, online.regularize_over, online.lr) == ("v0", "policy", 1e-3)
+    with pytest.raises(InputError, match="offline only"):
+        resolve_config(TrainConfig(algo="bc", mode="online"))
+    with pytest.raises(InputError, match="online"):
+        resolve_config(TrainConfig(grad_penalty=10.0))
+    with pytest.raises(InputError, match="run-dir"):
+        resolve_config(TrainConfig(resume=True))
+    with pytest.raises(InputError, match="expected one of"):
+        resolve_config(TrainConfig(divergence="tv"))
+
+
+def test_missing_demos_are_recorded_first(monkeypatch, tmp_path, capsys, cartpole_one_demo):
+    import iq_atari.demos
+    import iq_atari.rollout
+
+    calls = []
+
+    def fake_record(game, expert, episodes, seed, **kwargs):
+        calls.append((game, expert, episodes, seed))
+        return cartpole_one_demo
+
+    monkeypatch.setattr(iq_atari.demos, "find_demos", lambda game: None)
+    monkeypatch.setattr(iq_atari.rollout, "record_demos", fake_record)
+    code = train_runner.main(
+        [
+            "--game",
+            "cartpole",
+            "--steps",
+            "2",
+            "--eval-interval",
+            "2",
+            "--eval-episodes",
+            "1",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--no-tensorboard",
+            "--reward-check-episodes",
+            "0",
+        ]
+    )
+    assert code == 0
+    assert calls == [("CartPole", None, 10, 0)]  # classic preset: 10 episodes, default expert
+    out = capsys.readouterr().out
+    assert "recording 10 episodes" in out and "run directory" in out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert train_runner.main(["--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--run-dir" in err and err.count("\n") == 1
+    assert train_runner.main(["--run-dir", str(tmp_path), "--resume"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train_runner.main(["--value-term", "value_policy"])
+    assert exit_info.value.code == 2
