@@ -12,7 +12,7 @@ RUN ?=
 CHECKPOINT ?=
 DEMOS_LIST ?=
 SEEDS ?=
-GRID ?=
+GRID ?= examples/cartpole_sweep.toml
 ADDRESS ?=
 ARGS ?=
 
@@ -29,10 +29,11 @@ help:
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
 	@echo "make expert GAME=CartPole [ALGO=dqn|ppo] [STEPS=N]"
 	@echo "make bench"
+	@echo "make sweep GRID=examples/cartpole_sweep.toml [ADDRESS=ray://host:10001]"
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev,zoo,box2d]" torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev,zoo,box2d,sweep]" torch==2.13.0
 
 test:
 	$(PYTHON) -m pytest -m "not slow" -q

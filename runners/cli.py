@@ -12,6 +12,7 @@ COMMANDS = {
     "compare": "IQ-Learn vs behavioral cloning on the same demos",
     "expert": "train an expert with stable-baselines3",
     "bench": "throughput / memory benchmarks",
+    "sweep": "run a compare/train grid on Ray (local or a cluster)",
 }
 
 
