@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     """A user-supplied file, flag or name is wrong; the message names it and what was expected."""
+
+
+class NumericalError(ArithmeticError):
+    """Training produced a non-finite loss or Q value; runners print one `error:` line, exit 1."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from tqdm import tqdm
 from iq_atari.agent import SoftQAgent
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
 from iq_atari.envs import AtariSettings, make_env, make_vec_env, resolve_game
-from iq_atari.errors import InputError
+from iq_atari.errors import InputError, NumericalError
 from iq_atari.evaluation import evaluate, reward_check
 from iq_atari.iq import (
     Divergence,
@@ -376,6 +379,11 @@ def train(config: TrainConfig) -> dict:
             run.loop()
         except KeyboardInterrupt:
             run.save("last.pt")
+            print(
+                f"interrupted after {run.state.updates} updates; saved checkpoints/last.pt. "
+                f"Resume with: python -m runners.train --resume --run-dir {run.run_dir}",
+                file=sys.stderr,
+            )
             raise
         finally:
             run.close()
@@ -450,8 +458,26 @@ class TrainingRun:
             dynamic_ncols=True,
         )
         self._started = time.time() - self.state.wall_time_s
+        self._stop_requested = False
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        """First Ctrl-C: stop after the current update (the loop raises KeyboardInterrupt then);
+        a second one interrupts at once."""
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
 
     def loop(self) -> None:
+        """Train until `config.steps` updates; Ctrl-C stops cleanly after the current update."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._loop()
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self._loop()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _loop(self) -> None:
         """Update, log, evaluate and checkpoint until `config.steps` updates are done."""
         config, state = self.config, self.state
         tick = (time.time(), state.updates, state.env_steps)
@@ -470,16 +496,35 @@ class TrainingRun:
             metrics = self.learner.update(expert_batch, agent_batch)
             state.updates += 1
             self.bar.update(1)
-            if state.updates % config.log_interval == 0:
+            log_due = state.updates % config.log_interval == 0
+            eval_due = state.updates % config.eval_interval == 0 or state.updates == config.steps
+            if log_due or eval_due or self._stop_requested:
+                # Checked here (not every update, which would sync a GPU each step), so no
+                # metric row or checkpoint ever holds a diverged learner.
+                self._check_finite(metrics)
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            if log_due:
                 self._log_train(metrics, tick)
                 tick = (time.time(), state.updates, state.env_steps)
-            if state.updates % config.eval_interval == 0 or state.updates == config.steps:
+            if eval_due:
                 result = self.evaluate()
                 self.save("last.pt")
                 self.bar.set_postfix(
                     eval=f"{result['mean_return']:.1f}", best=f"{state.best_return:.1f}"
                 )
                 tick = (time.time(), state.updates, state.env_steps)  # perf/ excludes evaluation
+
+    def _check_finite(self, metrics: dict[str, Any]) -> None:
+        """Raise NumericalError, naming the metric, if the loss or a Q/V value is NaN or inf."""
+        for key, value in metrics.items():
+            if not math.isfinite(float(value)):
+                last = self.run_dir / "checkpoints" / "last.pt"
+                kept = f"{last} keeps the last good state" if last.is_file() else "no checkpoint"
+                raise NumericalError(
+                    f"train/{key} is {float(value)} at update {self.state.updates}: training "
+                    f"diverged and stopped ({kept}); try a lower --lr or a larger --alpha"
+                )
 
     def _log_train(self, metrics: dict[str, Any], tick: tuple[float, int, int]) -> None:
         elapsed = time.time() - tick[0]

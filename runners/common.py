@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from iq_atari.errors import InputError
+from iq_atari.errors import InputError, NumericalError
 
 C = TypeVar("C")
 
@@ -90,11 +90,23 @@ def run_cli(
     try:
         config = config_cls(**ns)
         run(config)
-    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (
+        InputError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    ) as err:
         if debug:
             raise
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except NumericalError as err:
+        if debug:
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
