@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iq_atari.utils import atomic_path
+
 CSV_NAME = "metrics.csv"
 CSV_HEADER = ["step", "tag", "value", "wall_time"]
 
@@ -38,6 +40,11 @@ class Logger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(self.run_dir), purge_step=resume_step)
+
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An HxWx3 uint8 image to TensorBoard (nothing when TensorBoard is off)."""
+        if self._writer is not None:
+            self._writer.add_image(tag, image, step, dataformats="HWC")
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         """Record each scalar (anything `float()` accepts) at `step`."""
@@ -65,7 +72,7 @@ def _truncate_csv(path: Path, last_step: int) -> None:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= last_step]
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
 
 
@@ -108,6 +115,7 @@ def plot_curve(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(out) if out else run_dir / "curve.png"
-    fig.savefig(out, dpi=100)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return out

@@ -135,6 +135,10 @@ class TrainConfig:
     reward_check_episodes: int = _opt(
         3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
     )
+    video_every: int = _opt(
+        0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
+    )
+    video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
 
 
 # Family presets: fields left None in TrainConfig take these. Beside each, the official code's
@@ -564,10 +568,28 @@ class TrainingRun:
             },
         )
         state.last_eval = result
+        evaluations = state.updates // config.eval_interval
+        if config.video_every > 0 and evaluations % config.video_every == 0:
+            self.record_video()
         if result["mean_return"] > state.best_return:
             state.best_return, state.best_update = result["mean_return"], state.updates
             self.save("best.pt")
         return result
+
+    def record_video(self) -> None:
+        """An mp4 of one greedy episode in videos/; its last frame goes to TensorBoard."""
+        from iq_atari.video import record_policy_video
+
+        updates = self.state.updates
+        recording = record_policy_video(
+            lambda obs: self.learner.act(obs, greedy=True),
+            self.config.game,
+            self.run_dir / "videos" / f"update-{updates:07d}.mp4",
+            seed=10_000 + self.config.seed,
+            settings=self.settings,
+            max_steps=self.config.video_max_steps,
+        )
+        self.logger.log_image("eval/video_last_frame", recording.last_frame, updates)
 
     def save(self, name: str) -> None:
         """Write checkpoints/<name> atomically: learner, counters, config, RNG states."""

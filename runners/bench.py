@@ -41,6 +41,7 @@ from iq_atari.demos import DemoSet, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.iq import IQLearner, iq_loss, to_tensor
 from iq_atari.train import Collector, TrainConfig, make_learner, resolve_config
+from iq_atari.utils import atomic_write_text
 from runners.common import arg, run_cli
 
 GAME = "Pong"
@@ -472,7 +473,7 @@ def run(config: Config) -> dict:
     record["wall_time_s"] = round(time.time() - started, 1)
     print(table(record))
     print(efficiency_table(record["sample_efficiency"]))
-    Path(config.out).write_text(json.dumps(_plain(record), indent=2) + "\n")
+    atomic_write_text(config.out, json.dumps(_plain(record), indent=2) + "\n")
     print(f"wrote {config.out}")
     return record
 

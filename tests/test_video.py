@@ -198,3 +198,27 @@ def test_recording_does_not_change_what_is_played(tmp_path):
     assert np.array_equal(recorded.actions, plain.actions)
     assert np.array_equal(recorded.rewards, plain.rewards)
     assert (recorded.terminated, recorded.truncated) == (plain.terminated, plain.truncated)
+
+
+def test_training_records_a_video_every_n_evaluations(tmp_path):
+    from iq_atari.rollout import record_demos
+    from iq_atari.train import TrainConfig, train
+
+    demos = record_demos("CartPole", None, 1, 0, out=tmp_path / "d.npz", progress=False)
+    config = TrainConfig(
+        game="CartPole",
+        demos=str(demos),
+        steps=30,
+        eval_interval=10,
+        eval_episodes=1,
+        video_every=2,
+        video_max_steps=20,
+        reward_check_episodes=0,
+        run_dir=str(tmp_path / "run"),
+        progress=False,
+    )
+    train(config)
+    videos = sorted(p.name for p in (tmp_path / "run" / "videos").iterdir())
+    assert videos == ["update-0000020.mp4"]  # evaluations at 10, 20, 30: every second one
+    frames, width, height, _, codec = probe(tmp_path / "run" / "videos" / videos[0])
+    assert codec == "h264" and 2 <= frames <= 21 and width > 84  # reset frame + <= 20 steps
