@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from iq_atari.envs import AtariSettings, make_env, make_vec_env, rebuild_stacks, resolve_game
+from iq_atari.utils import atomic_path
 
 if TYPE_CHECKING:
     from iq_atari.agent import SoftQAgent
@@ -240,8 +241,8 @@ def plot_reward_correlation(result: RewardCorrelation, path: str | Path, title: 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 

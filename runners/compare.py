@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iq_atari.utils import atomic_path, atomic_write_text
 from runners.common import arg, run_cli
 
 METHODS = {"iq-offline": ("iq", "offline"), "iq-online": ("iq", "online"), "bc": ("bc", "offline")}
@@ -179,7 +180,7 @@ def baseline_scores(config: Config, demos_path: Path, out: Path) -> dict:
             "std": float(returns.std()),
             "source": source,
         }
-    cache.write_text(json.dumps(scores, indent=2))
+    atomic_write_text(cache, json.dumps(scores, indent=2))
     return scores
 
 
@@ -269,7 +270,7 @@ def write_table(rows: list[dict], config: Config, baselines: dict, path: Path) -
                 if iq and bc:
                     noise = np.sqrt(_std(iq) ** 2 / len(iq) + _std(bc) ** 2 / len(bc))
                     lines.append(f"| {m} | {n} | {np.mean(iq) - np.mean(bc):+.3f} | {noise:.3f} |")
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_plot(rows: list[dict], baselines: dict, path: Path) -> None:
@@ -325,7 +326,8 @@ def write_plot(rows: list[dict], baselines: dict, path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -335,7 +337,7 @@ def _std(values: list[float]) -> float:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -405,7 +407,7 @@ def run(config: Config) -> Path:
     out = output_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(config, demos=str(demo_file(config, max(counts))))
-    (out / "compare.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    atomic_write_text(out / "compare.json", json.dumps(dataclasses.asdict(config), indent=2))
     baselines = baseline_scores(config, Path(config.demos), out)
     methods = ["iq-offline", *(["iq-online"] if config.online else []), "bc"]
     grid = [(m, n, s) for n in counts for s in range(config.seeds) for m in methods]
