@@ -442,15 +442,6 @@ def find_demos(game: str, directory: Path | None = None) -> Path | None:
     return Path(best[2]) if best else None
 
 
-def subsample_indices(length: int, every: int, rng: np.random.Generator) -> np.ndarray:
-    """Transition indices kept from an episode of `length` steps: every `every`-th from a random
-    offset in [0, every) (the official code's subsample_freq; its CartPole recipe uses 20)."""
-    if every < 1:
-        raise DemoError(f"--subsample: expected a positive integer, got {every}")
-    offset = int(rng.integers(min(every, length)))
-    return np.arange(offset, length, every)
-
-
 # ---- import of official IQ-Learn expert files ------------------------------------------------
 
 _IQ_LEARN_KEYS = ("states", "next_states", "actions", "rewards", "dones", "lengths")

@@ -16,7 +16,6 @@ from iq_atari.demos import (
     find_demos,
     load_demos,
     save_demos,
-    subsample_indices,
 )
 from iq_atari.envs import AtariSettings, make_env
 from iq_atari.errors import InputError
@@ -355,14 +354,3 @@ def test_find_demos_prefers_most_episodes(tmp_path: Path) -> None:
     assert find_demos("ALE/Pong-v5", tmp_path) == tmp_path / "reference" / "Pong_planner_20ep.npz"
     (tmp_path / "Pong_random_20ep.npz").touch()  # a tie: the user's own set wins
     assert find_demos("pong", tmp_path) == tmp_path / "Pong_random_20ep.npz"
-
-
-def test_subsample_indices() -> None:
-    rng = np.random.default_rng(0)
-    idx = subsample_indices(100, 20, rng)
-    assert len(idx) == 5 and np.all(np.diff(idx) == 20) and 0 <= idx[0] < 20
-    offsets = {int(subsample_indices(100, 20, rng)[0]) for _ in range(50)}
-    assert len(offsets) > 5  # the offset is random
-    assert list(subsample_indices(3, 20, rng)) in ([0], [1], [2])
-    with pytest.raises(DemoError):
-        subsample_indices(10, 0, rng)

@@ -251,6 +251,8 @@ class PongPlanner(_Lookahead):
 BREAKOUT_PADDLE_ROW = 176  # ram[101] (ball y) from which a falling ball meets the paddle
 BREAKOUT_HORIZON = 200
 BREAKOUT_MAX_SCORE = 864  # both walls cleared: no brick is left and the ball would bounce forever
+BREAKOUT_STALL_STEPS = 300  # agent steps without a point before the hit point is changed
+BREAKOUT_OFFSETS = (0, 5, -5, 3, -3)  # paddle centre minus ball x at contact, tried in turn
 
 
 def _bcd(byte: int) -> int:
@@ -273,8 +275,10 @@ class BreakoutTracker(_Lookahead):
     """Breakout: emulate ahead to where the ball comes down to the paddle's row, and take the
     action whose simulated paddle ends closest to it (the paddle moves in jumps of up to ~20 px
     per agent step, so a plain tracker overshoots); FIRE when no ball is in play. Once both
-    walls are cleared (864 points, nothing left to score) it stops returning the ball, so the
-    game ends instead of running to the frame limit."""
+    walls are cleared (864 points, nothing left to score) it keeps the paddle away from the
+    ball, so the game ends instead of running to the frame limit. When the ball loops without
+    scoring for `BREAKOUT_STALL_STEPS` steps it moves on to the next hit point
+    (`BREAKOUT_OFFSETS`), which changes the bounce angle."""
 
     name = "tracker"
 
@@ -284,13 +288,24 @@ class BreakoutTracker(_Lookahead):
             "kind": "scripted",
             "source": f"{__name__}.BreakoutTracker",
             "params": {"near_frames": near_frames},
-            "note": LOOKAHEAD_NOTE + "; stops returning the ball once the score is 864 (cleared)",
+            "note": LOOKAHEAD_NOTE + "; lets the ball go once the score is 864 (cleared); "
+            "changes its hit point after 300 steps without a point",
         }
 
     def reset(self, env: gym.Env) -> None:
         super().reset(env)
         self.noop = self.raw["NOOP"]
         self.moves = [(self.index[m], self.raw[m]) for m in ("NOOP", "RIGHT", "LEFT")]
+        self._score, self._since_score, self._offset = -1, 0, 0
+
+    def _hit_offset(self, score: int) -> int:
+        """The hit point to use: the next one in turn after a stall without points."""
+        self._since_score = 0 if score != self._score else self._since_score + 1
+        self._score = score
+        if self._since_score >= BREAKOUT_STALL_STEPS:
+            self._since_score = 0
+            self._offset = (self._offset + 1) % len(BREAKOUT_OFFSETS)
+        return BREAKOUT_OFFSETS[self._offset]
 
     def _landing(self) -> tuple[int, int] | None:
         """Frames until the falling ball reaches the paddle row, and its centre x there."""
@@ -309,13 +324,13 @@ class BreakoutTracker(_Lookahead):
     def _cost(self, raw_action: int, frames: int, extra: int, target: int, near: bool) -> float:
         """Distance of the paddle centre to `target` after `frames` frames, starting with
         `raw_action` (for one agent step) then NOOP; `extra` frames more check the return.
-        A lost life costs 999, not returning a near ball 1000 more."""
+        When `near`, a lost life costs 999 and not returning the ball 1000 more."""
         ale, lives, distance = self.ale, self.ale.lives(), 0.0
         prev_y, returned = None, False
         for frame in range(frames + extra):
             ale.act(raw_action if frame < self.frame_skip else self.noop)
-            if ale.lives() < lives:
-                return 999.0 + (1000.0 if near else 0.0)
+            if near and ale.lives() < lives:
+                return 1999.0
             ram = ale.getRAM()
             if frame == frames - 1:
                 distance = abs(_breakout_paddle_centre(ram) - target)
@@ -329,15 +344,17 @@ class BreakoutTracker(_Lookahead):
         self._begin()
         if ram[101] == 0:
             return self._commit(self.index["FIRE"])
-        if _breakout_score(ram) >= BREAKOUT_MAX_SCORE:
-            return self._commit(self.index["NOOP"])
+        cleared = _breakout_score(ram) >= BREAKOUT_MAX_SCORE
+        offset = self._hit_offset(_breakout_score(ram))
         landing = self._landing()
         self.restore()
         if landing is None:
             frames_to_ball, target = 16, _breakout_ball_x(ram)
         else:
-            frames_to_ball, target = landing
-        near = landing is not None and frames_to_ball <= self.near_frames
+            frames_to_ball, target = landing[0], landing[1] + offset
+        if cleared:  # nothing left to score: keep the paddle away from the ball to end the game
+            target += -40 if target > 80 else 40
+        near = landing is not None and frames_to_ball <= self.near_frames and not cleared
         frames = min(max(frames_to_ball, self.frame_skip), 16)
         best, best_cost = 0, float("inf")
         for index, raw_action in self.moves:
