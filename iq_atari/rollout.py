@@ -36,7 +36,7 @@ class Episode:
         return len(self.trajectory)
 
 
-def _single_frame(obs: np.ndarray) -> np.ndarray:
+def single_frame(obs: np.ndarray) -> np.ndarray:
     """What a trajectory stores per step: the newest frame of an image stack, else the vector."""
     obs = np.asarray(obs)
     return obs[-1].copy() if obs.ndim == 3 else obs.astype(np.float32)
@@ -58,12 +58,12 @@ def run_episode(
     obs, info = env.reset(seed=seed)
     if on_reset is not None:
         on_reset()
-    observations, actions, rewards = [_single_frame(obs)], [], []
+    observations, actions, rewards = [single_frame(obs)], [], []
     frames = [env.render()] if render else []
     while True:
         action = int(policy(obs))
         obs, reward, terminated, truncated, info = env.step(action)
-        observations.append(_single_frame(obs))
+        observations.append(single_frame(obs))
         actions.append(action)
         rewards.append(float(reward))
         if render:

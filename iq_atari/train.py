@@ -447,6 +447,9 @@ class TrainingRun:
             "obs_dtype": str(obs_space.dtype),
             "n_actions": n_actions,
             "demos": str(demos.path),
+            # The env settings the run trained and evaluated with (None for classic games), so
+            # a checkpoint alone can replay its agent in the same game (runners/record.py).
+            "env_kwargs": self.settings.to_dict() if self.settings is not None else None,
         }
         resume_step = self.state.updates if saved is not None else None
         self.logger = Logger(self.run_dir, config.tensorboard, resume_step=resume_step)

@@ -34,7 +34,7 @@ from iq_atari.demos import Trajectory
 from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.evaluation import PolicyFn, eval_settings
 from iq_atari.experts import Expert
-from iq_atari.rollout import _single_frame  # the demo-file form of an observation
+from iq_atari.rollout import single_frame  # the demo-file form of an observation
 from iq_atari.utils import atomic_path
 
 ATARI_HZ = 60  # NTSC frames per second emulated by ALE
@@ -184,7 +184,7 @@ class _Player:
         self.score, self.steps, self.done = 0.0, 0, False
         self.terminated = self.truncated = False
         self.frame = self.env.render()
-        self.observations = [_single_frame(self.obs)] if self.keep else []
+        self.observations = [single_frame(self.obs)] if self.keep else []
         self.actions: list[int] = []
         self.rewards: list[float] = []
 
@@ -195,7 +195,7 @@ class _Player:
         self.steps += 1
         self.frame = self.env.render()
         if self.keep:
-            self.observations.append(_single_frame(self.obs))
+            self.observations.append(single_frame(self.obs))
             self.actions.append(action)
             self.rewards.append(float(reward))
         if max_steps is not None and self.steps >= max_steps and not self.terminated:

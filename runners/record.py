@@ -56,6 +56,7 @@ def run(config: Config) -> Path:
     from iq_atari.demos import save_demos
     from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
+    from iq_atari.experts import get_expert
     from iq_atari.rollout import demo_meta
     from iq_atari.video import record_video
 
@@ -68,7 +69,7 @@ def run(config: Config) -> Path:
     want_agent = bool(config.run or config.checkpoint or config.side_by_side or not want_expert)
     if config.save_demos is not None and want_agent and want_expert:
         raise InputError("--save-demos records one policy; drop --side-by-side or --expert/--run")
-    expert = _get_expert(spec.name, config.expert) if want_expert else None
+    expert = get_expert(spec.name, config.expert) if want_expert else None
     agent = load_agent(config, spec.name) if want_agent else None
     players = [(f"expert: {expert.name}", expert)] if expert is not None else []
     if agent is not None:
@@ -192,25 +193,13 @@ def _checkpoint_settings(path: Path, is_atari: bool) -> AtariSettings | None:
 
     if not is_atari:
         return None
-    # ADAPTER: train.py's checkpoints do not store the env settings; they name the demo file,
-    # whose metadata has them. Use `env_kwargs` from the checkpoint once train.py writes it.
+    # Checkpoints store the env settings; older ones only name the demo file, whose meta has them.
     state = torch.load(path, map_location="cpu", weights_only=True)
     kwargs = state.get("env_kwargs")
     if kwargs is None and state.get("demos") and Path(state["demos"]).is_file():
         with np.load(state["demos"], allow_pickle=False) as npz:  # reads only the meta member
             kwargs = json.loads(str(npz["meta"])).get("env_kwargs")
     return AtariSettings(**kwargs) if kwargs else AtariSettings()
-
-
-def _get_expert(game: str, name: str | None) -> Expert:
-    """The expert for --expert; `scripted` (or none) is the game's default expert."""
-    from iq_atari.experts import available_experts, get_expert
-
-    # ADAPTER: get_expert names scripted experts by kind (planner, tracker, controller); the
-    # issue's `EXPERT=scripted` means the game's default. Drop this if get_expert learns it.
-    if name == "scripted" and "scripted" not in available_experts(game):
-        name = None
-    return get_expert(game, name)
 
 
 def _default_out(

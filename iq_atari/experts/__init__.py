@@ -81,6 +81,8 @@ def get_expert(game: str, name_or_path: str | None = None) -> Expert:
     """
     spec = resolve_game(game)
     available = available_experts(game)
+    if name_or_path == "scripted" and "scripted" not in available:
+        name_or_path = None  # EXPERT=scripted: the game's default (planner, tracker, controller)
     if name_or_path is None:
         name = default_expert_name(game)
         if name is None:
