@@ -27,7 +27,7 @@ help:
 	@echo "make train GAME=Pong [STEPS=N] [MODE=offline|online] [DEMOS=path] [SEED=S]"
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
-	@echo "make expert GAME=CartPole [ALGO=dqn|ppo] [STEPS=N]"
+	@echo "make expert GAME=CartPole [ALGO=ppo|dqn] [STEPS=N]"
 	@echo "make bench"
 	@echo "make sweep GRID=examples/cartpole_sweep.toml [ADDRESS=ray://host:10001]"
 
