@@ -232,6 +232,33 @@ class FrameBuffer:
         env, which = np.nonzero(self.t[:, slot] == 0)
         return self._stacks(env, slot[which])
 
+    STATE_ARRAYS = ("frames", "t", "actions", "rewards", "terminated", "truncated", "has_next")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What the buffer holds, as named arrays (not copies), e.g. for `np.savez`."""
+        state = {name: getattr(self, name) for name in self.STATE_ARRAYS}
+        return {**state, "pos": np.int64(self.pos), "count": np.int64(self.count)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], name: str = "replay") -> None:
+        """Hold what `state_dict` returned; raise InputError ("<name>: <field>: ...") unless it
+        fits this buffer's streams, capacity, observation shape and dtypes."""
+        for field in (*self.STATE_ARRAYS, "pos", "count"):
+            if field not in state:
+                raise InputError(f"{name}: {field}: missing")
+        for field in self.STATE_ARRAYS:
+            mine, theirs = getattr(self, field), np.asarray(state[field])
+            if theirs.shape != mine.shape or theirs.dtype != mine.dtype:
+                raise InputError(
+                    f"{name}: {field}: {theirs.dtype}{list(theirs.shape)} does not fit a buffer "
+                    f"of {mine.dtype}{list(mine.shape)}"
+                )
+        pos, count = int(state["pos"]), int(state["count"])
+        if not (0 <= pos < self.slots and 0 <= count <= self.slots):
+            raise InputError(f"{name}: pos/count: {pos}/{count} outside 0..{self.slots}")
+        for field in self.STATE_ARRAYS:
+            getattr(self, field)[...] = state[field]
+        self.pos, self.count = pos, count
+
 
 def expert_buffer(
     trajectories: Sequence,

@@ -212,3 +212,36 @@ def test_misuse_is_reported():
         buffer.start(np.zeros((1, K, 3, 3), np.uint8))
     with pytest.raises(InputError):
         expert_buffer([], frame_stack=4)
+
+
+def test_state_round_trip_through_npz_continues_like_the_original(tmp_path):
+    rng = np.random.default_rng(0)
+    env = NaiveVecEnv(3, seed=1)
+    buffer = FrameBuffer(120, (K, H, W), np.uint8, n_envs=3)
+    fill(buffer, env, 150, rng)  # the ring has wrapped
+    np.savez(tmp_path / "replay.npz", **buffer.state_dict())
+    copy = FrameBuffer(120, (K, H, W), np.uint8, n_envs=3)
+    with np.load(tmp_path / "replay.npz") as npz:
+        copy.load_state_dict(dict(npz))
+    # The same stream of steps goes on in both, and both sample the same transitions.
+    for _ in range(30):
+        actions = rng.integers(0, 6, env.n)
+        obs, rewards, terminated, truncated, autoreset = env.step(actions)
+        for b in (buffer, copy):
+            b.add(actions, rewards, terminated, truncated, obs, autoreset)
+    a, b = (x.sample(500, np.random.default_rng(3)) for x in (buffer, copy))
+    np.testing.assert_array_equal(a.obs, b.obs)
+    np.testing.assert_array_equal(a.next_obs, b.next_obs)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert len(copy) == len(buffer)
+
+
+def test_state_that_does_not_fit_is_refused():
+    buffer = FrameBuffer(120, (K, H, W), np.uint8, n_envs=3)
+    state = FrameBuffer(120, (K, H, W), np.uint8, n_envs=2).state_dict()
+    with pytest.raises(InputError, match=r"^replay.npz: frames: uint8\[2, 60, 2, 2\] does not fit"):
+        buffer.load_state_dict(state, "replay.npz")
+    state = buffer.state_dict()
+    del state["count"]
+    with pytest.raises(InputError, match="r.npz: count: missing"):
+        buffer.load_state_dict(state, "r.npz")
