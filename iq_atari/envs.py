@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
@@ -263,33 +264,40 @@ def make_vec_env(
             vectorization_mode="sync",
         )
     else:
-        import ale_py
-
         s = settings or AtariSettings()
-        if s.terminal_on_life_loss:
-            # AtariVectorEnv's episodic_life restarts the whole game at each lost life (seen in
-            # ale-py 0.12.1), which would change the task; use make_env for this option.
-            raise ValueError("terminal_on_life_loss: supported by make_env only, not make_vec_env")
-        envs = ale_py.AtariVectorEnv(
-            spec.ale_name,
-            n_envs,
-            num_threads=num_threads,
-            repeat_action_probability=s.sticky_actions,
-            full_action_space=False,
-            max_num_frames_per_episode=s.max_episode_frames,
-            img_height=s.screen_size,
-            img_width=s.screen_size,
-            grayscale=True,
-            stack_num=s.frame_stack,
-            frameskip=s.frame_skip,
-            maxpool=True,
-            noop_max=s.noop_max,
-            episodic_life=False,
-            reward_clipping=False,
-            use_fire_reset=s.fire_reset,
-        )
+        envs = _atari_vector_env(spec, n_envs, s, num_threads)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     return VecSeedOnFirstReset(envs, seed)
+
+
+def _atari_vector_env(
+    spec: GameSpec, n_envs: int, s: AtariSettings, num_threads: int
+) -> gym.vector.VectorEnv:
+    """ale-py's AtariVectorEnv with our settings (NEXT_STEP autoreset, no episode statistics)."""
+    import ale_py
+
+    if s.terminal_on_life_loss:
+        # AtariVectorEnv's episodic_life restarts the whole game at each lost life (seen in
+        # ale-py 0.12.1), which would change the task; use make_env for this option.
+        raise ValueError("terminal_on_life_loss: supported by make_env only, not make_vec_env")
+    return ale_py.AtariVectorEnv(
+        spec.ale_name,
+        n_envs,
+        num_threads=num_threads,
+        repeat_action_probability=s.sticky_actions,
+        full_action_space=False,
+        max_num_frames_per_episode=s.max_episode_frames,
+        img_height=s.screen_size,
+        img_width=s.screen_size,
+        grayscale=True,
+        stack_num=s.frame_stack,
+        frameskip=s.frame_skip,
+        maxpool=True,
+        noop_max=s.noop_max,
+        episodic_life=False,
+        reward_clipping=False,
+        use_fire_reset=s.fire_reset,
+    )
 
 
 class VecSeedOnFirstReset(gym.vector.VectorWrapper):
@@ -305,6 +313,129 @@ class VecSeedOnFirstReset(gym.vector.VectorWrapper):
         if seed is None and self._seed is not None:
             seed, self._seed = self._seed, None
         return self.env.reset(seed=seed, options=options)
+
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+class OverlappedAtariVecEnv:
+    """`n_envs` Atari envs as two half-size AtariVectorEnvs stepped in turn, so that the caller's
+    policy runs on one half's observations while the other half emulates.
+
+    `step(policy)` advances every env by one step, as a NEXT_STEP-autoreset vector env does, and
+    returns the actions taken with the results. The actions of the following step are chosen by
+    `policy` as soon as each half's results arrive and are sent at once, so they are in flight
+    (emulating in ale-py's threads) while `step` returns and the caller does other work; `close`
+    receives them first. Env i's first reset uses seed + i, as `make_vec_env`, so each env's
+    sequence equals `make_vec_env`'s for the same actions. `infos["episode"]["r"]` (raw return)
+    and `["l"]`, masked by `infos["_episode"]`, are as gymnasium's RecordEpisodeStatistics gives.
+    `num_threads` is ale-py's emulation threads per half.
+    """
+
+    def __init__(
+        self,
+        game: str,
+        n_envs: int,
+        seed: int | None = None,
+        *,
+        settings: AtariSettings | None = None,
+        num_threads: int = 1,
+    ):
+        spec = resolve_game(game)
+        if not spec.is_atari:
+            raise ValueError(f"OverlappedAtariVecEnv: {spec.env_id} is not an Atari game")
+        if n_envs < 2:
+            raise ValueError(f"OverlappedAtariVecEnv needs n_envs >= 2, got {n_envs}")
+        s = settings or AtariSettings()
+        first = n_envs // 2
+        self._slices = (slice(0, first), slice(first, n_envs))
+        self._halves = [
+            _atari_vector_env(spec, sl.stop - sl.start, s, num_threads) for sl in self._slices
+        ]
+        self.num_envs = n_envs
+        self.single_observation_space = self._halves[0].single_observation_space
+        self.single_action_space = self._halves[0].single_action_space
+        self._seed = seed
+        self._obs: np.ndarray | None = None  # observations the in-flight actions were chosen on
+        self._in_flight: list[np.ndarray] | None = None  # actions sent, per half
+        self._returns = np.zeros(n_envs, dtype=np.float64)
+        self._lengths = np.zeros(n_envs, dtype=np.int64)
+        self._done = np.zeros(n_envs, dtype=bool)
+
+    def reset(self) -> tuple[np.ndarray, dict]:
+        """Reset every env (the first time with seed + i); no actions are in flight after it."""
+        self._drain()
+        obs = []
+        for half, sl in zip(self._halves, self._slices, strict=True):
+            seed = None if self._seed is None else self._seed + sl.start
+            obs.append(half.reset(seed=seed)[0])
+        self._seed = None
+        self._obs = np.concatenate(obs)
+        self._returns[:], self._lengths[:], self._done[:] = 0, 0, False
+        return self._obs, {}
+
+    def step(
+        self, policy: Policy
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """One step of every env: (actions taken, next obs, rewards, terminated, truncated,
+        infos). `policy` maps a batch of observations to actions."""
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        if self._in_flight is None:
+            self._in_flight = [
+                self._send(i, policy(self._obs[sl])) for i, sl in enumerate(self._slices)
+            ]
+        taken = np.concatenate(self._in_flight)
+        results = []
+        for i, sl in enumerate(self._slices):
+            obs, rewards, terminated, truncated, info = self._halves[i].recv()
+            # With batch_size == num_envs, recv waits for every env and answers in env order.
+            if not np.array_equal(info["env_id"], np.arange(sl.stop - sl.start)):
+                raise RuntimeError(f"recv answered envs {info['env_id']}, expected all in order")
+            self._in_flight[i] = self._send(i, policy(obs))
+            results.append((obs, rewards, terminated, truncated))
+        obs, rewards, terminated, truncated = (
+            np.concatenate(r) for r in zip(*results, strict=True)
+        )
+        self._obs = obs
+        return (
+            taken,
+            obs,
+            rewards,
+            terminated,
+            truncated,
+            self._episode_infos(rewards, terminated | truncated),
+        )
+
+    def _send(self, i: int, actions: np.ndarray) -> np.ndarray:
+        actions = np.asarray(actions, dtype=np.int64)
+        self._halves[i].send(actions)
+        return actions
+
+    def _episode_infos(self, rewards: np.ndarray, done: np.ndarray) -> dict:
+        """Accumulate raw returns; an autoreset step (after a done) starts the next episode."""
+        self._returns[self._done], self._lengths[self._done] = 0, 0
+        live = ~self._done
+        self._returns[live] += rewards[live]
+        self._lengths[live] += 1
+        self._done = done
+        if not done.any():
+            return {}
+        episode = {"r": np.where(done, self._returns, 0.0), "l": np.where(done, self._lengths, 0)}
+        return {"episode": episode, "_episode": done.copy()}
+
+    def _drain(self) -> None:
+        """Receive the steps in flight, discarding them."""
+        if self._in_flight is not None:
+            for half in self._halves:
+                half.recv()
+            self._in_flight = None
+
+    def close(self) -> None:
+        """Receive the steps in flight, then close both halves."""
+        self._drain()
+        for half in self._halves:
+            half.close()
 
 
 def action_meanings(env: gym.Env) -> list[str]:

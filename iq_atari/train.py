@@ -27,7 +27,13 @@ from tqdm import tqdm
 
 from iq_atari.agent import SoftQAgent
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
-from iq_atari.envs import AtariSettings, make_env, make_vec_env, resolve_game
+from iq_atari.envs import (
+    AtariSettings,
+    OverlappedAtariVecEnv,
+    make_env,
+    make_vec_env,
+    resolve_game,
+)
 from iq_atari.errors import InputError, NumericalError
 from iq_atari.evaluation import evaluate, reward_check
 from iq_atari.iq import (
@@ -319,12 +325,27 @@ def find_or_record_demos(config: TrainConfig, say=print) -> Path:
 
 
 class Collector:
-    """Steps a vector env with the agent's sampling policy and streams transitions to a buffer."""
+    """Steps `n_envs` envs with the agent's sampling policy and streams transitions to a buffer.
+
+    Atari with n_envs >= 2 overlaps the policy forward with emulation (`OverlappedAtariVecEnv`):
+    each half's next actions are chosen as soon as its step arrives, and the steps stay in flight
+    while the learner updates. Actions are chosen by the current learner either way (in the
+    overlapped loop, before the updates that run between two `step` calls). Classic games and a
+    single env use a plain vector env.
+    """
 
     def __init__(self, config: TrainConfig, settings: AtariSettings | None, obs_space: gym.Space):
         if settings is not None and settings.terminal_on_life_loss:
             raise InputError("online mode cannot use terminal_on_life_loss demos (vector envs)")
-        self.envs = make_vec_env(config.game, config.n_envs, seed=config.seed, settings=settings)
+        self.overlapped = resolve_game(config.game).is_atari and config.n_envs >= 2
+        if self.overlapped:
+            self.envs = OverlappedAtariVecEnv(
+                config.game, config.n_envs, seed=config.seed, settings=settings
+            )
+        else:
+            self.envs = make_vec_env(
+                config.game, config.n_envs, seed=config.seed, settings=settings
+            )
         self.buffer = FrameBuffer(
             config.replay_size, obs_space.shape, obs_space.dtype, n_envs=config.n_envs
         )
@@ -335,8 +356,16 @@ class Collector:
         self.episode_returns: list[float] = []
 
     def step(self, learner: Learner) -> None:
-        actions = learner.act(self.obs, greedy=False)
-        obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        """One step of every env, recorded in the buffer (autoreset rows hold no transition)."""
+        if self.overlapped:
+
+            def policy(obs: np.ndarray) -> np.ndarray:
+                return learner.act(obs, greedy=False)
+
+            actions, obs, rewards, terminated, truncated, infos = self.envs.step(policy)
+        else:
+            actions = learner.act(self.obs, greedy=False)
+            obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         self.buffer.add(actions, rewards, terminated, truncated, obs, self.autoreset)
         self.steps += int((~self.autoreset).sum())
         self.autoreset = terminated | truncated

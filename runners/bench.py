@@ -1,15 +1,18 @@
 """Benchmarks against the machine's own limits, each figure a ratio measured in the same process.
 
 1. env: agent steps/s of the acting loop (`train.Collector`: vector env + soft-Q policy forward on
-   the Pong Nature-CNN + writing to the FrameBuffer) vs raw `AtariVectorEnv` with the same
-   settings and random actions. Also a prototype that overlaps the policy forward with emulation
-   (two half-size vector envs, async send/recv, ping-pong). Target >= 0.6.
+   the Pong Nature-CNN + writing to the FrameBuffer, the policy overlapped with emulation) vs raw
+   `AtariVectorEnv` with the same settings and random actions; the same with a bf16 policy, and
+   the alternating act-then-step loop the collector used before. Target >= 0.6. Beside it the
+   bound the cores allow, E / (E + F): emulation costs E CPU-seconds per agent step, the policy
+   and replay write F, and raw emulation already keeps the cores busy.
 2. update: IQ updates/s (`IQLearner.update`, Pong recipe online: 64 expert + 64 agent transitions
    sampled from FrameBuffers, V(s') through the online net, v0 term, policy regulariser) vs the
    same forward/backward/Adam on tensors already in memory. Target >= 0.85.
 3. memory: bytes per Atari transition in the replay FrameBuffer (RAM) and in a compressed demo
    file (disk) vs the naive layout, obs + next_obs 4-stacks = 2*4*84*84 B. Targets <= 1/4, 1/20.
-4. sample efficiency from runs/compare/*/compare.csv, if any exist.
+4. sample efficiency (runners.efficiency): updates and env steps to 90% of the expert's
+   normalised score, IQ vs BC, from compare grids under runs/ and the runs/Pong/* run dirs.
 
 Timed figures alternate the measured loop and its baseline in short chunks and report the median
 of the per-repeat ratios, so a shared, busy CPU moves both sides alike.
@@ -21,8 +24,8 @@ Examples:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
+import glob
 import json
 import os
 import statistics
@@ -39,9 +42,11 @@ from gymnasium.spaces import Box
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
 from iq_atari.demos import DemoSet, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_vec_env
+from iq_atari.errors import InputError
 from iq_atari.iq import IQLearner, iq_loss, to_tensor
-from iq_atari.train import Collector, TrainConfig, make_learner, resolve_config
+from iq_atari.train import Collector, TrainConfig, load_learner, make_learner, resolve_config
 from iq_atari.utils import atomic_write_text
+from runners import efficiency
 from runners.common import arg, run_cli
 
 GAME = "Pong"
@@ -74,9 +79,15 @@ class Config:
         "Pong demo file for the disk ratio and the expert buffer (default the reference file "
         "if present, else one random-policy episode recorded to a temp dir)",
     )
-    compare_root: str = arg("runs/compare", "where compare runs live (sample-efficiency table)")
+    compare_root: str = arg("runs", "searched for compare grids (compare.csv + baselines.json)")
+    runs: str = arg("runs/Pong/*", "comma-separated globs of single run directories to summarise")
+    checkpoint: str | None = arg(
+        None,
+        "Pong checkpoint (.pt or run dir) for the acting weights and the bf16 agreement "
+        "(default: the newest runs/Pong/*/checkpoints/best.pt; 'none': random init)",
+    )
     seed: int = arg(0, "seed of envs, networks and sampling")
-    bf16: bool = arg(False, "bfloat16 autocast on the CNN body (acting and updates alike)")
+    bf16: bool = arg(False, "bfloat16 autocast on the CNN body in the update figure")
     threads: int = arg(
         1,
         "torch CPU threads (0: torch's default). On a shared 2-core CPU, 2 OpenMP threads spin at "
@@ -160,94 +171,126 @@ def demo_figures(path: Path) -> tuple[dict, DemoSet]:
 # -- acting loop ---------------------------------------------------------------------------------
 
 
-class OverlappedCollector:
-    """Prototype: two half-size vector envs stepped in ping-pong with async send/recv, so one half
-    emulates while the policy runs on the other's observations. One FrameBuffer per half."""
+def cpu_per_call(fn: Callable[[], object], min_s: float) -> float:
+    """CPU seconds of this process (all its threads) per call of `fn`, over >= `min_s` of wall."""
+    fn()
+    calls, cpu, start = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - start < min_s or calls < 3:
+        fn()
+        calls += 1
+    return (time.process_time() - cpu) / calls
 
-    def __init__(self, config: TrainConfig, settings: AtariSettings, learner: IQLearner):
-        half = config.n_envs // 2
-        self.learner = learner
-        self.envs = [
-            make_vec_env(GAME, half, config.seed + i * half, settings=settings, num_threads=1)
-            for i in range(2)
-        ]
-        shape = self.envs[0].single_observation_space.shape
-        self.buffers = [FrameBuffer(config.replay_size // 2, shape, n_envs=half) for _ in range(2)]
-        self.autoreset = [np.zeros(half, dtype=bool) for _ in range(2)]
-        self.actions = []
-        for env, buffer in zip(self.envs, self.buffers, strict=True):
-            obs, _ = env.reset()
-            buffer.start(obs)
-            self.actions.append(learner.act(obs, greedy=False))
-            env.unwrapped.send(self.actions[-1])  # in flight from here on
-        self.steps = 0
 
-    def step(self) -> None:
-        """Receive each half in turn, record it, choose its next actions and send them."""
-        for i, env in enumerate(self.envs):
-            obs, rewards, terminated, truncated, info = env.unwrapped.recv()
-            # With batch_size == num_envs, recv waits for every env and answers in env order.
-            if not np.array_equal(info["env_id"], np.arange(len(obs))):
-                raise RuntimeError(f"recv answered envs {info['env_id']}, expected 0..n-1")
-            self.buffers[i].add(
-                self.actions[i], rewards, terminated, truncated, obs, self.autoreset[i]
-            )
-            self.autoreset[i] = terminated | truncated
-            self.actions[i] = self.learner.act(obs, greedy=False)
-            env.unwrapped.send(self.actions[i])
-            self.steps += len(obs)
+def acting_costs(learners: dict[str, IQLearner], obs: np.ndarray, min_s: float) -> dict:
+    """CPU seconds per agent step of the policy (softmax sampling, the overlapped collector's
+    batch of n_envs / 2 and the whole n_envs) and of a replay write, with one torch thread."""
+    out = {}
+    half = obs[: len(obs) // 2]
+    for name, learner in learners.items():
+        for batch in (half, obs):
+            cost = cpu_per_call(lambda b=batch, lr=learner: lr.act(b, greedy=False), min_s)
+            out[f"act_{name}_b{len(batch)}_cpu_ms_per_step"] = 1e3 * cost / len(batch)
+    buffer = FrameBuffer(10 * len(obs), obs.shape[1:], n_envs=len(obs))
+    buffer.start(obs)
+    actions, zeros = np.zeros(len(obs), np.int64), np.zeros(len(obs), bool)
+    cost = cpu_per_call(lambda: buffer.add(actions, zeros, zeros, zeros, obs, zeros), min_s)
+    out["replay_add_cpu_ms_per_step"] = 1e3 * cost / len(obs)
+    return out
 
-    def close(self) -> None:
-        for env in self.envs:
-            env.unwrapped.recv()  # drain the step in flight
-            env.close()
+
+def greedy_agreement(fp32: IQLearner, bf16: IQLearner, obs: np.ndarray) -> float:
+    """Fraction of observations on which bf16 and fp32 networks (same weights) agree on argmax Q."""
+    return float(np.mean(fp32.act(obs, greedy=True) == bf16.act(obs, greedy=True)))
 
 
 def env_figures(
-    config: Config, train_config: TrainConfig, learner: IQLearner, repeats: int, chunk_s: float
+    config: Config,
+    train_config: TrainConfig,
+    learners: dict[str, IQLearner],
+    obs: np.ndarray,
+    repeats: int,
+    chunk_s: float,
 ) -> tuple[dict, Collector]:
-    """Acting loop and the overlapped prototype vs raw AtariVectorEnv, same settings."""
-    settings = AtariSettings()
-    n = config.n_envs
-    raw = make_vec_env(GAME, n, seed=config.seed, settings=settings)
+    """train.Collector (overlapped; fp32 and bf16 policy) and the alternating act-then-step loop
+    it replaced vs raw AtariVectorEnv with the same settings; and the bound the cores allow.
+
+    Bound: raw emulation costs E CPU-seconds per agent step and keeps every core busy; the acting
+    loop must also spend F (policy + replay write) per step, so even perfectly overlapped it
+    reaches at most E / (E + F) of the raw rate.
+    """
+    settings, n = AtariSettings(), config.n_envs
+    raw_threads = min(n, os.cpu_count() or 1)
+    raw = make_vec_env(GAME, n, seed=config.seed, settings=settings, num_threads=raw_threads)
     raw.reset()
     n_actions = int(raw.single_action_space.n)
     rng = np.random.default_rng(config.seed)
-    collector = Collector(train_config, settings, raw.single_observation_space)
 
     def raw_step() -> int:
         raw.step(rng.integers(n_actions, size=n))
         return n
 
-    def collector_step() -> int:
-        collector.step(learner)
+    out: dict = {"env_raw_threads": raw_threads}
+    emulation = cpu_per_call(raw_step, 2 * chunk_s) / n
+    out["emulation_cpu_ms_per_step"] = 1e3 * emulation
+    out.update(acting_costs(learners, obs, chunk_s))
+    for name in learners:
+        acting = out[f"act_{name}_b{n // 2}_cpu_ms_per_step"] + out["replay_add_cpu_ms_per_step"]
+        out[f"env_ratio_bound_{name}"] = emulation / (emulation + 1e-3 * acting)
+    out["env_ratio_bound"] = out["env_ratio_bound_fp32"]
+
+    # Before: the collector's old loop, policy then emulation, one after the other.
+    plain = make_vec_env(GAME, n, seed=config.seed, settings=settings, num_threads=raw_threads)
+    plain_obs, _ = plain.reset()
+    plain_buffer = FrameBuffer(train_config.replay_size, plain_obs.shape[1:], n_envs=n)
+    plain_buffer.start(plain_obs)
+    plain_autoreset = np.zeros(n, dtype=bool)
+
+    def alternating_step() -> int:
+        nonlocal plain_obs, plain_autoreset
+        actions = learners["fp32"].act(plain_obs, greedy=False)
+        plain_obs, rewards, terminated, truncated, _ = plain.step(actions)
+        plain_buffer.add(actions, rewards, terminated, truncated, plain_obs, plain_autoreset)
+        plain_autoreset = terminated | truncated
         return n
 
-    result = timed_ratio(collector_step, raw_step, repeats, chunk_s)
-    out = {
-        "env_ratio": result["ratio"],
-        "env_raw_steps_per_s": result["baseline_per_s"],
-        "env_collector_steps_per_s": result["measured_per_s"],
-        "env_ratios": result["ratios"],
+    collectors = {
+        name: Collector(train_config, settings, raw.single_observation_space) for name in learners
     }
-    overlapped = OverlappedCollector(train_config, settings, learner)
-
-    def overlapped_step() -> int:
-        overlapped.step()
-        return n
-
+    figures = {"alternating": alternating_step}
+    for name, collector in collectors.items():
+        figures[f"collector_{name}"] = collector_step(collector, learners[name], n)
     try:
-        result = timed_ratio(overlapped_step, raw_step, repeats, chunk_s)
+        for label, step in figures.items():
+            result = timed_ratio(step, raw_step, repeats, chunk_s)
+            out[f"env_ratio_{label}"] = result["ratio"]
+            out[f"env_{label}_steps_per_s"] = result["measured_per_s"]
+            out[f"env_{label}_raw_steps_per_s"] = result["baseline_per_s"]
+            out[f"env_{label}_ratios"] = result["ratios"]
+    except BaseException:
+        for collector in collectors.values():
+            collector.close()
+        raise
     finally:
-        overlapped.close()
         raw.close()
-    out.update(
-        env_overlap_ratio=result["ratio"],
-        env_overlap_steps_per_s=result["measured_per_s"],
-        env_overlap_raw_steps_per_s=result["baseline_per_s"],
-        env_overlap_ratios=result["ratios"],
-    )
-    return out, collector
+        plain.close()
+    kept = collectors.pop("fp32")  # its buffer is the replay of the update figure
+    for collector in collectors.values():
+        collector.close()
+    out["env_ratio"] = out["env_ratio_collector_fp32"]
+    # The bound's premise (raw emulation keeps the cores busy), and what the collector really
+    # spends per step: more than E + F when the policy and emulation slow each other down.
+    out["env_raw_cores_busy"] = emulation * out["env_collector_fp32_raw_steps_per_s"]
+    collector_cpu = cpu_per_call(collector_step(kept, learners["fp32"], n), chunk_s) / n
+    out["collector_fp32_cpu_ms_per_step"] = 1e3 * collector_cpu
+    return out, kept
+
+
+def collector_step(collector: Collector, learner: IQLearner, n_envs: int) -> Callable[[], int]:
+    def step() -> int:
+        collector.step(learner)
+        return n_envs
+
+    return step
 
 
 # -- updates -------------------------------------------------------------------------------------
@@ -332,64 +375,6 @@ def update_figures(
     }
 
 
-# -- sample efficiency ---------------------------------------------------------------------------
-
-
-def sample_efficiency(root: Path) -> list[dict]:
-    """Per compare run: updates (and env steps) of the first eval reaching 90% of the expert's
-    score (expert - 0.1 |expert|, so negative scores work too), from its metrics.csv."""
-    rows = []
-    for table in sorted(root.glob("*/compare.csv")):
-        with open(table, newline="") as f:
-            for row in csv.DictReader(f):
-                run_dir = Path(row["run_dir"])
-                eval_json, metrics = run_dir / "eval.json", run_dir / "metrics.csv"
-                if not eval_json.exists() or not metrics.exists():
-                    continue
-                expert = json.loads(eval_json.read_text()).get("expert_mean_return")
-                if expert is None:
-                    continue
-                threshold = expert - 0.1 * abs(expert)
-                reached, env_steps = None, {}
-                with open(metrics, newline="") as m:
-                    for step, tag, value, _ in csv.reader(m):
-                        if tag == "train/env_steps":
-                            env_steps[int(step)] = float(value)
-                        elif tag == "eval/mean_return" and reached is None:
-                            reached = int(step) if float(value) >= threshold else None
-                rows.append(
-                    {
-                        "compare": str(table.parent),
-                        "game": row["game"],
-                        "method": row["method"],
-                        "demos": int(row["demos"]),
-                        "seed": int(row["seed"]),
-                        "expert": expert,
-                        "updates_to_90": reached,
-                        "env_steps_to_90": env_steps.get(reached) if reached else None,
-                    }
-                )
-    return rows
-
-
-def efficiency_table(rows: list[dict]) -> str:
-    if not rows:
-        return "sample efficiency: no compare runs (runs/compare/*/compare.csv) found"
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["game"], r["method"], r["demos"]), []).append(r)
-    lines = [f"{'game':<12} {'method':<12} {'demos':>5} {'reached':>8} {'median updates':>15}"]
-    for (game, method, demos), group in sorted(groups.items()):
-        hit = [r["updates_to_90"] for r in group if r["updates_to_90"] is not None]
-        med = f"{statistics.median(hit):.0f}" if hit else "-"
-        lines.append(
-            f"{game:<12} {method:<12} {demos:>5} {f'{len(hit)}/{len(group)}':>8} {med:>15}"
-        )
-    return "sample efficiency (updates to 90% of expert, median over seeds that reached it)\n" + (
-        "\n".join(lines)
-    )
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -414,10 +399,44 @@ def machine() -> dict:
     }
 
 
+def sample_efficiency(config: Config) -> dict:
+    """Updates / env steps to 90% of the expert's normalised score: compare grids and runs."""
+    rows = efficiency.compare_rows(Path(config.compare_root))
+    patterns = [pattern.strip() for pattern in config.runs.split(",") if pattern.strip()]
+    run_dirs = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    single, notes = efficiency.single_run_rows([p for p in run_dirs if p.is_dir()])
+    return {"rows": rows + single, "notes": notes}
+
+
+def acting_weights(config: Config) -> tuple[str, dict | None]:
+    """The IQ Pong checkpoint whose weights the acting figures use (newest best.pt of an IQ run
+    under runs/Pong unless --checkpoint says), or random initial weights when there is none."""
+    if config.checkpoint == "none":
+        return "random init", None
+    if config.checkpoint:
+        path = Path(config.checkpoint)
+    else:
+        found = [
+            p
+            for p in Path("runs/Pong").glob("*/checkpoints/best.pt")
+            if (p.parents[1] / "config.json").is_file()
+            and json.loads((p.parents[1] / "config.json").read_text()).get("algo") == "iq"
+        ]
+        if not found:
+            return "random init (no IQ run with runs/Pong/*/checkpoints/best.pt)", None
+        path = max(found, key=os.path.getmtime)
+    learner, loaded = load_learner(path)
+    if loaded.algo != "iq" or loaded.game != GAME:
+        raise InputError(f"--checkpoint {path}: an IQ {GAME} checkpoint is needed")
+    return str(path), learner.agent.state_dict()
+
+
 def run(config: Config) -> dict:
     repeats = config.repeats or (1 if config.quick else 5)
     chunk_s = config.chunk_s or (0.2 if config.quick else 3.0)
     config = dataclasses.replace(config, n_envs=config.n_envs or (4 if config.quick else 8))
+    if config.n_envs < 2:
+        raise InputError("--n-envs must be at least 2 (the overlapped collector has two halves)")
     if config.threads:
         torch.set_num_threads(config.threads)
     record: dict = {"command": "python -m runners.bench", **dataclasses.asdict(config)}
@@ -441,24 +460,39 @@ def run(config: Config) -> dict:
             n_envs=config.n_envs,
             seed=config.seed,
             progress=False,
-            bf16=config.bf16,
             replay_size=2_000 if config.quick else 100_000,
         )
     )
     obs_space = Box(0, 255, (demos.frame_stack, 84, 84), np.uint8)
     n_actions = int(demos.meta["n_actions"])
     torch.manual_seed(config.seed)
-    learner = make_learner(
-        train_config, obs_space, n_actions, torch.device("cpu"), expert.initial_obs(), expert
+    record["acting_weights"], weights = acting_weights(config)
+    learners = {}
+    for name in ("fp32", "bf16"):
+        learners[name] = make_learner(
+            dataclasses.replace(train_config, bf16=name == "bf16"),
+            obs_space,
+            n_actions,
+            torch.device("cpu"),
+            expert.initial_obs(),
+            expert,
+        )
+        if weights is not None:
+            learners[name].agent.load_state_dict(weights)
+        elif name == "bf16":  # the same weights as fp32
+            learners[name].agent.load_state_dict(learners["fp32"].agent.state_dict())
+    frames = expert.sample(256 if config.quick else 2048, np.random.default_rng(config.seed)).obs
+    env, collector = env_figures(
+        config, train_config, learners, frames[: config.n_envs], repeats, chunk_s
     )
-    env, collector = env_figures(config, train_config, learner, repeats, chunk_s)
+    env["bf16_greedy_agreement"] = greedy_agreement(learners["fp32"], learners["bf16"], frames)
     record.update(env)
     replay = collector.buffer
     record["replay_bytes_per_transition"] = replay.nbytes / (replay.n_envs * replay.slots)
     record["replay_memory_ratio"] = record["replay_bytes_per_transition"] / NAIVE_TRANSITION_BYTES
     record.update(
         update_figures(
-            learner,
+            learners["bf16" if config.bf16 else "fp32"],
             expert,
             replay,
             train_config.batch_size,
@@ -468,11 +502,15 @@ def run(config: Config) -> dict:
         )
     )
     collector.close()
-    record["sample_efficiency"] = sample_efficiency(Path(config.compare_root))
+    record["sample_efficiency"] = sample_efficiency(config)
     record["load_avg_end"] = os.getloadavg()[0]
     record["wall_time_s"] = round(time.time() - started, 1)
     print(table(record))
-    print(efficiency_table(record["sample_efficiency"]))
+    print(
+        efficiency.summary(
+            record["sample_efficiency"]["rows"], record["sample_efficiency"]["notes"]
+        )
+    )
     atomic_write_text(config.out, json.dumps(_plain(record), indent=2) + "\n")
     print(f"wrote {config.out}")
     return record
@@ -495,25 +533,41 @@ def table(r: dict) -> str:
         ok = r[key] >= target if op == ">=" else r[key] <= target
         return f"{op} {target:g}  {'met' if ok else 'NOT met'}"
 
+    def env_row(label: str, key: str) -> str:
+        return (
+            f"{label:<26} {r['env_ratio_' + key]:>6.3f}  {r[f'env_{key}_steps_per_s']:>8.0f} "
+            f"agent st/s  {r[f'env_{key}_raw_steps_per_s']:>8.0f} raw st/s"
+        )
+
+    def act(precision: str, batch: int) -> float:
+        return r[f"act_{precision}_b{batch}_cpu_ms_per_step"]
+
+    n = r["n_envs"]
     lines = [
         f"CPU {r['cpu_model']} ({r['cpu_count']} cores, avx512_bf16={r['avx512_bf16']}), "
         f"torch {r['torch_version']} threads {r['torch_threads']}, "
         f"load avg {r['load_avg_start']:.1f} -> {r['load_avg_end']:.1f}, "
-        f"{r['wall_time_s']:.0f} s",
-        f"{'figure':<22} {'ratio':>8}  {'measured':>24} {'baseline':>22}  target",
-        f"{'env_ratio':<22} {r['env_ratio']:>8.3f}  "
-        f"{r['env_collector_steps_per_s']:>12.0f} agent st/s {r['env_raw_steps_per_s']:>10.0f} raw "
-        f"st/s  {verdict('env_ratio')}",
-        f"{'  overlap prototype':<22} {r['env_overlap_ratio']:>8.3f}  "
-        f"{r['env_overlap_steps_per_s']:>12.0f} agent st/s "
-        f"{r['env_overlap_raw_steps_per_s']:>10.0f} raw st/s",
-        f"{'update_ratio':<22} {r['update_ratio']:>8.3f}  {r['updates_per_s']:>14.2f} upd/s     "
-        f"{r['pure_updates_per_s']:>10.2f} pure upd/s  {verdict('update_ratio')}",
-        f"{'replay_memory_ratio':<22} {r['replay_memory_ratio']:>8.4f}  "
-        f"{r['replay_bytes_per_transition']:>14.0f} B/trans  {NAIVE_TRANSITION_BYTES:>10} B naive  "
+        f"{r['wall_time_s']:.0f} s, {n} envs (raw: {r['env_raw_threads']} ALE threads)",
+        f"CPU ms per agent step: emulation {r['emulation_cpu_ms_per_step']:.3f}; policy fp32 "
+        f"{act('fp32', n // 2):.3f} (batch {n // 2}) / {act('fp32', n):.3f} (batch {n}); policy "
+        f"bf16 {act('bf16', n // 2):.3f} / {act('bf16', n):.3f}; replay write "
+        f"{r['replay_add_cpu_ms_per_step']:.3f}",
+        f"raw emulation keeps {r['env_raw_cores_busy']:.2f} cores busy; the fp32 collector "
+        f"spends {r['collector_fp32_cpu_ms_per_step']:.3f} CPU ms per agent step",
+        f"env_ratio_bound E/(E+F): fp32 {r['env_ratio_bound_fp32']:.3f}, bf16 "
+        f"{r['env_ratio_bound_bf16']:.3f}; bf16 vs fp32 greedy actions agree on "
+        f"{r['bf16_greedy_agreement']:.1%} of Pong frames ({r['acting_weights']})",
+        f"{'figure':<26} {'ratio':>6}  {'measured':>20}  {'baseline':>17}  target",
+        f"{env_row('env_ratio (Collector fp32)', 'collector_fp32')}  {verdict('env_ratio')}",
+        env_row("  Collector, bf16 policy", "collector_bf16"),
+        env_row("  before: act, then step", "alternating"),
+        f"{'update_ratio':<26} {r['update_ratio']:>6.3f}  {r['updates_per_s']:>10.2f} upd/s  "
+        f"{r['pure_updates_per_s']:>8.2f} pure upd/s  {verdict('update_ratio')}",
+        f"{'replay_memory_ratio':<26} {r['replay_memory_ratio']:>6.4f}  "
+        f"{r['replay_bytes_per_transition']:>8.0f} B/trans  {NAIVE_TRANSITION_BYTES:>12} B naive  "
         f"{verdict('replay_memory_ratio')}",
-        f"{'demo_disk_ratio':<22} {r['demo_disk_ratio']:>8.4f}  "
-        f"{r['demo_bytes_per_transition']:>14.0f} B/trans  {NAIVE_TRANSITION_BYTES:>10} B naive  "
+        f"{'demo_disk_ratio':<26} {r['demo_disk_ratio']:>6.4f}  "
+        f"{r['demo_bytes_per_transition']:>8.0f} B/trans  {NAIVE_TRANSITION_BYTES:>12} B naive  "
         f"{verdict('demo_disk_ratio')}",
         f"  demo file {r['demo_file']} ({r['demo_transitions']} transitions)",
     ]

@@ -6,6 +6,7 @@ import pytest
 from iq_atari.envs import (
     AtariSettings,
     GameNameError,
+    OverlappedAtariVecEnv,
     make_env,
     make_vec_env,
     rebuild_stacks,
@@ -185,3 +186,55 @@ def test_fire_reset_starts_breakout():
 def test_vector_env_rejects_life_loss_terminals():
     with pytest.raises(ValueError, match="make_env only"):
         make_vec_env("Breakout", 2, settings=AtariSettings(terminal_on_life_loss=True))
+
+
+def observation_policy(obs: np.ndarray) -> np.ndarray:
+    """Deterministic actions that depend on the observation, so any divergence compounds."""
+    return (obs[:, -1, 30:60].sum(axis=(1, 2), dtype=np.int64) % 6).astype(np.int64)
+
+
+def test_overlapped_vec_env_steps_as_make_vec_env():
+    """Same seeds and policy: every step's obs, rewards and ends, and the episode returns, equal
+    the plain vector env's, across truncation autoresets and with uneven halves (1 + 2 envs)."""
+    settings = AtariSettings(max_episode_frames=600)  # episodes of ~150 agent steps
+    plain = make_vec_env("SpaceInvaders", 3, seed=5, settings=settings)
+    overlapped = OverlappedAtariVecEnv("SpaceInvaders", 3, seed=5, settings=settings)
+    obs, _ = plain.reset()
+    obs_o, _ = overlapped.reset()
+    np.testing.assert_array_equal(obs, obs_o)
+    returns, returns_o, autoresets = [], [], 0
+    for step in range(200):
+        actions = observation_policy(obs)
+        obs, rewards, terminated, truncated, infos = plain.step(actions)
+        taken, obs_o, rewards_o, terminated_o, truncated_o, infos_o = overlapped.step(
+            observation_policy
+        )
+        np.testing.assert_array_equal(taken, actions, err_msg=f"step {step}")
+        np.testing.assert_array_equal(obs_o, obs, err_msg=f"step {step}")
+        np.testing.assert_array_equal(rewards_o, rewards)
+        np.testing.assert_array_equal(terminated_o, terminated)
+        np.testing.assert_array_equal(truncated_o, truncated)
+        autoresets += int((terminated | truncated).sum())
+        if "episode" in infos:
+            returns += infos["episode"]["r"][infos["_episode"]].tolist()
+            np.testing.assert_array_equal(infos_o["_episode"], infos["_episode"])
+            np.testing.assert_array_equal(infos_o["episode"]["l"], infos["episode"]["l"])
+        if "episode" in infos_o:
+            returns_o += infos_o["episode"]["r"][infos_o["_episode"]].tolist()
+    overlapped.close()
+    plain.close()
+    assert autoresets >= 3 and len(returns) == autoresets
+    assert returns_o == returns and max(returns) > 0
+
+
+def test_overlapped_vec_env_bad_use():
+    with pytest.raises(ValueError, match="not an Atari game"):
+        OverlappedAtariVecEnv("CartPole", 2)
+    with pytest.raises(ValueError, match="n_envs >= 2"):
+        OverlappedAtariVecEnv("Pong", 1)
+    envs = OverlappedAtariVecEnv("Pong", 2, seed=0)
+    with pytest.raises(RuntimeError, match="reset"):
+        envs.step(observation_policy)
+    envs.reset()
+    envs.step(observation_policy)  # leaves the next step in flight
+    envs.close()  # receives it first; closing with a step in flight must not hang or crash
