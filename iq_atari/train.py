@@ -49,6 +49,7 @@ from iq_atari.networks import Activation, make_q_network
 from iq_atari.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
 
 CHECKPOINT_FORMAT = 1
+REPLAY_FILE = "replay.npz"  # checkpoints/replay.npz: an online run's replay buffer, with last.pt
 
 
 class Learner(Protocol):
@@ -334,7 +335,15 @@ class Collector:
     single env use a plain vector env.
     """
 
-    def __init__(self, config: TrainConfig, settings: AtariSettings | None, obs_space: gym.Space):
+    def __init__(
+        self,
+        config: TrainConfig,
+        settings: AtariSettings | None,
+        obs_space: gym.Space,
+        replay: dict[str, np.ndarray] | None = None,
+    ):
+        """`replay`: a saved `FrameBuffer.state_dict()` to continue from (a resumed run); the
+        envs still start new episodes, so the transitions saved stay whole and none crosses."""
         if settings is not None and settings.terminal_on_life_loss:
             raise InputError("online mode cannot use terminal_on_life_loss demos (vector envs)")
         self.overlapped = resolve_game(config.game).is_atari and config.n_envs >= 2
@@ -349,6 +358,13 @@ class Collector:
         self.buffer = FrameBuffer(
             config.replay_size, obs_space.shape, obs_space.dtype, n_envs=config.n_envs
         )
+        self.restored = False  # whether `replay` was restored
+        if replay is not None:
+            try:
+                self.buffer.load_state_dict(replay, f"checkpoints/{REPLAY_FILE}")
+                self.restored = True
+            except InputError as err:  # checked before any array is copied
+                print(f"{err}; collecting the replay afresh", file=sys.stderr)
         self.obs, _ = self.envs.reset()
         self.buffer.start(self.obs)
         self.autoreset = np.zeros(config.n_envs, dtype=bool)
@@ -483,8 +499,12 @@ class TrainingRun:
         resume_step = self.state.updates if saved is not None else None
         self.logger = Logger(self.run_dir, config.tensorboard, resume_step=resume_step)
         self.collector = None
+        self.warmup = config.learning_starts  # env steps collected before the first update here
         if config.mode == "online":
-            self.collector = Collector(config, self.settings, obs_space)
+            replay = self._saved_replay(saved["loop"]["updates"]) if saved is not None else None
+            self.collector = Collector(config, self.settings, obs_space, replay)
+            if self.collector.restored:
+                self.warmup = 0
         self.bar = tqdm(
             total=config.steps,
             initial=self.state.updates,
@@ -521,9 +541,10 @@ class TrainingRun:
         while state.updates < config.steps:
             agent_batch = None
             if self.collector is not None:
-                # A fresh replay buffer (also after a resume) first gets `learning_starts` steps.
+                # A fresh replay buffer first gets `learning_starts` steps (a resumed run too,
+                # unless its saved replay was restored).
                 updates_here = state.updates + 1 - first_update
-                due = config.learning_starts + updates_here * config.env_steps_per_update
+                due = self.warmup + updates_here * config.env_steps_per_update
                 while self.collector.steps < due:
                     self.collector.step(self.learner)
                 state.env_steps = env_steps_before + self.collector.steps
@@ -623,8 +644,33 @@ class TrainingRun:
         )
         self.logger.log_image("eval/video_last_frame", recording.last_frame, updates)
 
+    def _saved_replay(self, updates: int) -> dict[str, np.ndarray] | None:
+        """The replay saved with last.pt at `updates`, if it is there, readable and of the same
+        update; otherwise None (and the run says why and collects afresh)."""
+        path = self.run_dir / "checkpoints" / REPLAY_FILE
+        if not path.is_file():
+            return None
+        why = None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                replay = {k: npz[k] for k in npz.files}
+            saved_at = int(replay.pop("updates", -1))
+            if saved_at != updates:
+                why = f"it is from update {saved_at}, last.pt from update {updates}"
+        except Exception as err:  # a damaged or foreign file must not stop the resume
+            why = f"{type(err).__name__}: {err}"
+        if why is not None:
+            print(f"{path}: not restored ({why}); collecting the replay afresh", file=sys.stderr)
+            return None
+        return replay
+
     def save(self, name: str) -> None:
-        """Write checkpoints/<name> atomically: learner, counters, config, RNG states."""
+        """Write checkpoints/<name> atomically: learner, counters, config, RNG states; with
+        last.pt an online run also writes its replay buffer (checkpoints/replay.npz) first."""
+        if name == "last.pt" and self.collector is not None:
+            with atomic_path(self.run_dir / "checkpoints" / REPLAY_FILE, suffix=".npz") as tmp:
+                buffer = self.collector.buffer.state_dict()
+                np.savez(tmp, updates=np.int64(self.state.updates), **buffer)
         self.state.wall_time_s = time.time() - self._started
         blob = {
             "format": CHECKPOINT_FORMAT,

@@ -82,3 +82,51 @@ def test_ctrl_c_finishes_the_update_saves_and_prints_a_resume_hint(tmp_path):
     assert f"Resume with: python -m runners.train --resume --run-dir {run}" in stderr
     saved = torch.load(last, weights_only=True)
     assert saved["loop"]["updates"] == saved["learner"]["updates"] > 0
+
+
+def _online(tmp_path, demos, steps, resume=False):
+    from iq_atari.train import TrainConfig, train
+
+    config = TrainConfig(
+        game="CartPole",
+        mode="online",
+        demos=str(demos),
+        steps=steps,
+        learning_starts=50,
+        eval_interval=30,
+        eval_episodes=1,
+        run_dir=str(tmp_path / "online"),
+        resume=resume,
+        progress=False,
+        tensorboard=False,
+        reward_check_episodes=0,
+    )
+    return train(config)
+
+
+def test_online_resume_restores_the_replay_instead_of_collecting_again(tmp_path, capsys):
+    import numpy as np
+
+    from iq_atari.train import REPLAY_FILE
+
+    demos = record_demos(
+        "CartPole", None, episodes=1, seed=0, out=tmp_path / "d.npz", progress=False
+    )
+    first = _online(tmp_path, demos, steps=60)
+    assert first["env_steps"] == 50 + 60  # learning_starts, then one env step per update
+    replay = tmp_path / "online" / "checkpoints" / REPLAY_FILE
+    with np.load(replay) as npz:
+        assert int(npz["updates"]) == 60 and int(npz["has_next"].sum()) >= 100
+    resumed = _online(tmp_path, demos, steps=90, resume=True)
+    assert resumed["env_steps"] == 110 + 30  # no second learning_starts
+    assert "not restored" not in capsys.readouterr().err
+
+    # A replay that does not belong to last.pt is left unused, with one line saying why.
+    with np.load(replay) as npz:
+        state = dict(npz)
+    state["updates"] = np.int64(7)
+    np.savez(replay, **state)
+    again = _online(tmp_path, demos, steps=100, resume=True)
+    assert again["env_steps"] == 140 + 50 + 10
+    err = capsys.readouterr().err
+    assert "replay.npz: not restored (it is from update 7, last.pt from update 90)" in err
