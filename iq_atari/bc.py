@@ -100,7 +100,7 @@ def hold_out(buffer: FrameBuffer, fraction: float, rng: np.random.Generator) -> 
         return None
     slot = np.concatenate(held)
     # Stacks are rebuilt from the frames, which stay in the buffer: only sampling is blocked.
-    validation = Validation(buffer._stacks(np.zeros_like(slot), slot), buffer.actions[0, slot])
+    validation = Validation(buffer.observations(slot), buffer.actions[0, slot])
     buffer.has_next[0, slot] = False
     return validation
 

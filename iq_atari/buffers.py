@@ -215,6 +215,13 @@ class FrameBuffer:
             truncated=self.truncated[env, slot],
         )
 
+    def observations(self, slot: np.ndarray, env: np.ndarray | None = None) -> np.ndarray:
+        """Observations held in `slot` of stream `env` (default: stream 0), whether or not they
+        can be sampled: (B, k, H, W) stacks or (B, D) vectors."""
+        slot = np.asarray(slot)
+        env = np.zeros_like(slot) if env is None else np.asarray(env)
+        return self._stacks(env, slot)
+
     def _stacks(self, env: np.ndarray, slot: np.ndarray) -> np.ndarray:
         """Observations of the given slots: (B, k, H, W) stacks rebuilt by index, or vectors."""
         if not self.stacked:

@@ -7,7 +7,9 @@ With y = gamma * (1 - terminated) * V(s') and the recovered reward r = Q(s, a) -
          + 1 / (4 alpha_chi) * E[r^2]                  (chi2 only; `regularize_over`)
 
 value terms: `value_expert` E_expert[V(s) - y], `value` E_all[V(s) - y], `v0` (1 - gamma) E[V(s0)]
-over episode-initial states (of the demos). The chi2 regulariser runs over the expert samples,
+over episode-initial states (of the demos), as in the paper. (The official `v0` averages V over
+every state of the expert batch instead, `getV(obs[is_expert])`: a different quantity, not the
+telescoped initial-state term.) The chi2 regulariser runs over the expert samples,
 `all` samples, or `policy`: the expert samples plus the agent's states with actions drawn from
 the current policy (the official `method.regularize`).
 

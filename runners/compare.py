@@ -7,7 +7,8 @@ evaluated on the same seeded episodes. Writes to --out:
   compare.csv   one row per run: game, method, demos, seed, mean/std return, normalised score,
                 updates, env steps, wall time, reward correlation (IQ)
   compare.md    mean +- std over seeds per method and demo count, expert and random scores,
-                normalised score (x - random) / (expert - random), IQ - BC per demo count
+                normalised score (x - random) / (expert - random), each seed's normalised
+                score, the best periodic evaluation (normalised), IQ - BC per demo count
   compare.png   return vs demo count per method (error bars: std over seeds), expert and random
                 lines; learning curves per method
   reward_correlation.png   recovered vs true returns of one IQ run (the most demos, first seed)
@@ -210,6 +211,20 @@ def csv_row(game: str, method: str, demos: int, seed: int, record: dict, baselin
     }
 
 
+def _best_normalised(rows: list[dict], baselines: dict) -> list[float]:
+    """Normalised best periodic evaluation of each row (rows without one are skipped)."""
+    return [
+        normalised(float(r["best_mean_return"]), baselines)
+        for r in rows
+        if r["best_mean_return"] != ""
+    ]
+
+
+def _per_seed(values: list[float]) -> str:
+    """Values in seed order, space-separated, two decimals."""
+    return " ".join(f"{float(v):.2f}" for v in values)
+
+
 def _mean_std(values: list[float]) -> str:
     values = [v for v in values if v != ""]
     if not values:
@@ -236,10 +251,13 @@ def write_table(rows: list[dict], config: Config, baselines: dict, path: Path) -
         + ".",
         f"Expert {expert['mean']:.1f} ± {expert['std']:.1f} ({expert['source']}); "
         f"random {rand['mean']:.1f} ± {rand['std']:.1f}. "
-        "Normalised = (return - random) / (expert - random).",
+        "Normalised = (return - random) / (expert - random); per seed: each seed's normalised "
+        "final score; best eval: the best periodic evaluation during training, normalised (what "
+        "the official code reports; optimistic, a maximum over evaluations).",
         "",
-        "| method | demos | return | normalised | reward Pearson | reward Spearman | time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| method | demos | return | normalised | per seed | best eval "
+        "| reward Pearson | reward Spearman | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         for n in counts:
@@ -249,6 +267,8 @@ def write_table(rows: list[dict], config: Config, baselines: dict, path: Path) -
             lines.append(
                 f"| {m} | {n} | {_mean_std([r['mean_return'] for r in group])} "
                 f"| {_mean_std([r['normalised'] for r in group])} "
+                f"| {_per_seed([r['normalised'] for r in group])} "
+                f"| {_mean_std(_best_normalised(group, baselines))} "
                 f"| {_mean_std([r['reward_pearson'] for r in group])} "
                 f"| {_mean_std([r['reward_spearman'] for r in group])} "
                 f"| {np.mean([r['wall_time_s'] for r in group]):.0f} |"

@@ -55,6 +55,21 @@ def test_hold_out_takes_contiguous_blocks_out_of_sampling():
     assert hold_out(buffer, 0.0, np.random.default_rng(0)) is None
 
 
+def test_subsampled_demos_are_true_transitions():
+    """Every 5th step of each episode (official subsample_freq): (s_t, a_t, s_t+1), never s_t+5."""
+    episodes = [_episode(40, 0.0), _episode(23, 1000.0)]
+    buffer = expert_buffer(episodes, 1, subsample=5, rng=np.random.default_rng(3))
+    batch = buffer.sample(4000, np.random.default_rng(4))
+    t = batch.obs[:, 0] % 1000
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
+    np.testing.assert_array_equal(batch.actions, t % 2)
+    for start in (0.0, 1000.0):
+        steps = np.unique(t[(batch.obs[:, 0] >= start) & (batch.obs[:, 0] < start + 1000)])
+        assert len(steps) >= 4 and np.all(np.diff(steps) == 5)
+    assert len(buffer) == 8 + 5  # 40 steps: 8 from any offset; 23 steps: 5 from offset 0..2
+    np.testing.assert_array_equal(buffer.observations(np.array([0, 41]))[:, 0], [0.0, 1000.0])
+
+
 def _batch(obs: np.ndarray, actions: np.ndarray) -> Batch:
     n = len(actions)
     zeros = np.zeros(n, dtype=bool)

@@ -60,6 +60,14 @@ def test_tiny_grid_writes_csv_table_and_plots(cartpole_demos, tmp_path):
     assert len(lines) == 4  # two result rows and two IQ - BC rows
     assert "| bc | 1 |" in table and "| bc | 2 |" in table
     assert "Expert 500.0" in table and "random" in table
+    assert "| per seed | best eval |" in table
+    for m, n in (("iq-offline", 1), ("bc", 2)):
+        (row,) = [r for r in rows if r["method"] == m and int(r["demos"]) == n]
+        (line,) = [x for x in table.splitlines() if x.startswith(f"| {m} | {n} | ")][:1]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[4] == f"{float(row['normalised']):.2f}"  # one seed: its own score
+        best = compare.normalised(float(row["best_mean_return"]), baselines)
+        assert cells[5] == f"{best:.3g} ± 0"
     for name in ("compare.png", "reward_correlation.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
