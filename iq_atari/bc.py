@@ -24,7 +24,7 @@ from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.networks import make_q_network
 
 if TYPE_CHECKING:
-    from iq_atari.train import TrainConfig
+    from iq_atari.config import TrainConfig
 
 
 def bc_loss(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -232,7 +232,7 @@ def make_learner(
     With the run's `expert` buffer, a validation split is held out of it (see `hold_out`) for
     early stopping; the split depends only on the seed, so a resumed run holds out the same.
     """
-    from iq_atari.train import parse_hidden
+    from iq_atari.config import parse_hidden
 
     # Validate ten times per evaluation interval: every 100 updates on classic control.
     bc_config = BCConfig(

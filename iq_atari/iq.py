@@ -13,7 +13,7 @@ telescoped initial-state term.) The chi2 regulariser runs over the expert sample
 `all` samples, or `policy`: the expert samples plus the agent's states with actions drawn from
 the current policy (the official `method.regularize`).
 
-Defaults, measured on CartPole-v1 from one demo (10 seeds, 5k updates; see train.PRESETS):
+Defaults, measured on CartPole-v1 from one demo (10 seeds, 5k updates; see config.PRESETS):
 offline `value_expert` + chi2 over expert reaches 500 on 10/10. Online, the agent's samples only
 help with `policy`: `value` + `all` failed on 3/4 seeds, `value` + `policy` on 2/10 (the agent
 learns negative rewards on its own states, so ending an episode early looks good: V = 0 after

@@ -5,6 +5,8 @@ The loop is generic over a `Learner` (`update`, `act`, `state_dict`, `load_state
 is `iq.IQLearner`, behavioural cloning comes from `iq_atari.bc.make_learner`.
 Online mode follows the paper's recipe (section 5.1): every update mixes an expert batch with an
 equal batch of the agent's own transitions, collected with the softmax policy in a vector env.
+The configuration and its presets live in `iq_atari.config`, the online collector in
+`iq_atari.collector`; both are importable from here too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -27,29 +29,17 @@ from tqdm import tqdm
 
 from iq_atari.agent import SoftQAgent
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
-from iq_atari.envs import (
-    AtariSettings,
-    OverlappedAtariVecEnv,
-    make_env,
-    make_vec_env,
-    resolve_game,
-)
+from iq_atari.collector import REPLAY_FILE, Collector
+from iq_atari.config import TrainConfig, config_from_dict, loss_config, parse_hidden, resolve_config
+from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.errors import InputError, NumericalError
 from iq_atari.evaluation import evaluate, reward_check
-from iq_atari.iq import (
-    Divergence,
-    IQLearner,
-    IQLearnerConfig,
-    IQLossConfig,
-    RegularizeOver,
-    ValueTerm,
-)
+from iq_atari.iq import IQLearner, IQLearnerConfig
 from iq_atari.logger import Logger, plot_curve
-from iq_atari.networks import Activation, make_q_network
+from iq_atari.networks import make_q_network
 from iq_atari.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
 
 CHECKPOINT_FORMAT = 1
-REPLAY_FILE = "replay.npz"  # checkpoints/replay.npz: an online run's replay buffer, with last.pt
 
 
 class Learner(Protocol):
@@ -59,176 +49,6 @@ class Learner(Protocol):
     def act(self, obs: np.ndarray, greedy: bool) -> np.ndarray: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-
-
-def _opt(default: Any, help: str, **kwargs: Any) -> Any:
-    """A documented field; the same metadata as runners.common.arg, so it doubles as a CLI flag."""
-    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. None means the preset of the game's family (PRESETS)."""
-
-    game: str = _opt("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
-    algo: Literal["iq", "bc"] = _opt("iq", "iq: IQ-Learn; bc: behavioural cloning")
-    mode: Literal["offline", "online"] = _opt(
-        "offline", "offline: expert data only; online: also the agent's own transitions"
-    )
-    demos: str | None = _opt(None, "demo file (.npz); default: expert_demos/, recorded if missing")
-    num_demos: int | None = _opt(
-        None, "use the first N episodes of the demos (default all)", positive=True
-    )
-    subsample: int = _opt(
-        1,
-        "use every k-th transition of each demo episode (official expert.subsample_freq)",
-        positive=True,
-    )
-    steps: int | None = _opt(None, "gradient updates (Atari 50000, classic 10000)", positive=True)
-    seed: int = _opt(0, "seed of networks, sampling and envs")
-    run_dir: str | None = _opt(None, "run directory (default runs/<game>/<algo>-<seed>-<time>)")
-    resume: bool = _opt(False, "continue the run in --run-dir from checkpoints/last.pt")
-    device: str = _opt("auto", "auto, cpu or cuda")
-    batch_size: int | None = _opt(
-        None,
-        "expert batch size; online adds as many agent samples (Atari 64, classic 64)",
-        positive=True,
-    )
-    lr: float | None = _opt(None, "Adam learning rate (Atari 1e-4, classic 3e-4)")
-    gamma: float = _opt(0.99, "discount")
-    alpha: float | None = _opt(None, "soft-Q temperature (Atari 1e-3, classic 1e-2)")
-    learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
-    value_term: ValueTerm | None = _opt(None, "second loss term (offline value_expert, online v0)")
-    divergence: Divergence = _opt("chi2", "f-divergence of the expert term")
-    chi2_alpha: float = _opt(0.5, "chi2 regulariser weight 1/(4 chi2_alpha)")
-    regularize_over: RegularizeOver | None = _opt(
-        None,
-        "chi2 regulariser over expert, all, or expert + agent states with policy actions "
-        "(offline expert, online policy)",
-    )
-    next_v: Literal["online", "target"] = _opt("online", "V(s') from the online or a target net")
-    tau: float = _opt(1.0, "target update rate (1 = hard copy)")
-    target_interval: int = _opt(1000, "updates between target updates", positive=True)
-    grad_penalty: float = _opt(0.0, "gradient penalty weight (online only; 0 = off)")
-    hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
-    activation: Activation = _opt("elu", "MLP activation")
-    bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
-    eval_interval: int | None = _opt(
-        None, "updates between evaluations (Atari 5000, classic 1000)", positive=True
-    )
-    eval_episodes: int = _opt(10, "greedy evaluation episodes", positive=True)
-    log_interval: int = _opt(100, "updates between train/ and perf/ log rows", positive=True)
-    replay_size: int | None = _opt(
-        None, "online replay capacity in frames (Atari 100000, classic 50000)", positive=True
-    )
-    learning_starts: int | None = _opt(
-        None, "online: env steps before the first update (Atari 5000, classic 1000)"
-    )
-    n_envs: int | None = _opt(
-        None, "online: envs stepped together (Atari 4, classic 1)", positive=True
-    )
-    env_steps_per_update: float = _opt(1.0, "online: env steps collected per update")
-    demo_episodes: int | None = _opt(
-        None, "episodes to record when no demos exist (Atari 20, classic 10)", positive=True
-    )
-    threads: int | None = _opt(
-        None,
-        "torch CPU threads (Atari: torch's default, 0; classic 1: small MLPs run fastest on "
-        "one thread, and far faster than two on a busy CPU)",
-    )
-    runs_root: str = _opt("runs", "parent of the default run directories")
-    tensorboard: bool = _opt(True, "write TensorBoard events")
-    progress: bool = _opt(True, "show progress bars")
-    reward_check_episodes: int = _opt(
-        3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
-    )
-    video_every: int = _opt(
-        0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
-    )
-    video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
-
-
-# Family presets: fields left None in TrainConfig take these. Beside each, the official code's
-# value (conf/agent/softq.yaml, conf/env/{pong,cartpole}.yaml, scripts/run_{atari,offline}.sh):
-#   atari:   batch 64 (64), lr 1e-4 (1e-4), alpha 1e-3 (init_temp 1e-3), eval every 5000 (5e3),
-#            replay 100k frames (replay_mem 1e5, half of it online), learning_starts 5000
-#            (initial_mem 5000), 20 demos (20), 1 env step per update (1)
-#   classic: batch 64 (32), lr 3e-4 (1e-4), alpha 1e-2 (0.01; 1e-3 in run_offline.sh), 64-64 ELU
-#            MLP (OfflineQNetwork), eval every 1000 (1e3), replay 50k (5e4), learning_starts 1000
-#            (initial_mem 1280). lr 3e-4 / batch 64: CartPole from 1 demo reaches 500 in ~1-2k
-#            updates instead of ~4k at 1e-4 / 32, on 10 of 10 seeds.
-PRESETS: dict[str, dict[str, Any]] = {
-    "atari": dict(
-        steps=50_000,
-        batch_size=64,
-        lr=1e-4,
-        alpha=1e-3,
-        eval_interval=5_000,
-        replay_size=100_000,
-        learning_starts=5_000,
-        n_envs=4,
-        demo_episodes=20,
-        threads=0,
-    ),
-    "classic": dict(
-        steps=10_000,
-        batch_size=64,
-        lr=3e-4,
-        alpha=1e-2,
-        eval_interval=1_000,
-        replay_size=50_000,
-        learning_starts=1_000,
-        n_envs=1,
-        demo_episodes=10,
-        threads=1,
-    ),
-}
-MODE_DEFAULTS = {
-    "offline": dict(value_term="value_expert", regularize_over="expert"),
-    "online": dict(value_term="v0", regularize_over="policy"),
-}
-
-
-def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fill None fields from the family preset and the mode; check the combination."""
-    spec = resolve_game(config.game)
-    fill = {**PRESETS["atari" if spec.is_atari else "classic"], **MODE_DEFAULTS[config.mode]}
-    values = {k: v for k, v in fill.items() if getattr(config, k) is None}
-    config = dataclasses.replace(config, game=spec.name, **values)
-    if config.algo == "bc" and config.mode == "online":
-        raise InputError("--algo bc trains offline only; use --mode offline")
-    if config.grad_penalty > 0 and config.mode == "offline":
-        raise InputError("--grad-penalty needs agent samples; use --mode online")
-    if config.resume and config.run_dir is None:
-        raise InputError("--resume needs --run-dir (the run to continue)")
-    for name in ("lr", "alpha", "tau", "env_steps_per_update", "gamma"):
-        if not getattr(config, name) > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
-    if config.gamma > 1 or config.tau > 1:
-        raise InputError("--gamma and --tau must be at most 1")
-    loss_config(config)  # raises on a bad option value
-    return config
-
-
-def loss_config(config: TrainConfig) -> IQLossConfig:
-    """The IQ loss options of a resolved config."""
-    return IQLossConfig(
-        config.gamma,
-        config.value_term,
-        config.divergence,
-        config.chi2_alpha,
-        config.regularize_over,
-    )
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise InputError(f"--hidden: expected comma-separated positive widths, got {text!r}")
-    return widths
 
 
 def make_learner(
@@ -282,12 +102,6 @@ def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, 
     return learner, config
 
 
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a saved dict; keys this version does not know are ignored."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
-
-
 def _obs_space(shape: list[int], dtype: str) -> gym.Space:
     if dtype == "uint8":
         return gym.spaces.Box(0, 255, tuple(shape), np.uint8)
@@ -323,74 +137,6 @@ def find_or_record_demos(config: TrainConfig, say=print) -> Path:
     )
     say(f"recorded {path}")
     return path
-
-
-class Collector:
-    """Steps `n_envs` envs with the agent's sampling policy and streams transitions to a buffer.
-
-    Atari with n_envs >= 2 overlaps the policy forward with emulation (`OverlappedAtariVecEnv`):
-    each half's next actions are chosen as soon as its step arrives, and the steps stay in flight
-    while the learner updates. Actions are chosen by the current learner either way (in the
-    overlapped loop, before the updates that run between two `step` calls). Classic games and a
-    single env use a plain vector env.
-    """
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        settings: AtariSettings | None,
-        obs_space: gym.Space,
-        replay: dict[str, np.ndarray] | None = None,
-    ):
-        """`replay`: a saved `FrameBuffer.state_dict()` to continue from (a resumed run); the
-        envs still start new episodes, so the transitions saved stay whole and none crosses."""
-        if settings is not None and settings.terminal_on_life_loss:
-            raise InputError("online mode cannot use terminal_on_life_loss demos (vector envs)")
-        self.overlapped = resolve_game(config.game).is_atari and config.n_envs >= 2
-        if self.overlapped:
-            self.envs = OverlappedAtariVecEnv(
-                config.game, config.n_envs, seed=config.seed, settings=settings
-            )
-        else:
-            self.envs = make_vec_env(
-                config.game, config.n_envs, seed=config.seed, settings=settings
-            )
-        self.buffer = FrameBuffer(
-            config.replay_size, obs_space.shape, obs_space.dtype, n_envs=config.n_envs
-        )
-        self.restored = False  # whether `replay` was restored
-        if replay is not None:
-            try:
-                self.buffer.load_state_dict(replay, f"checkpoints/{REPLAY_FILE}")
-                self.restored = True
-            except InputError as err:  # checked before any array is copied
-                print(f"{err}; collecting the replay afresh", file=sys.stderr)
-        self.obs, _ = self.envs.reset()
-        self.buffer.start(self.obs)
-        self.autoreset = np.zeros(config.n_envs, dtype=bool)
-        self.steps = 0  # transitions collected by this collector
-        self.episode_returns: list[float] = []
-
-    def step(self, learner: Learner) -> None:
-        """One step of every env, recorded in the buffer (autoreset rows hold no transition)."""
-        if self.overlapped:
-
-            def policy(obs: np.ndarray) -> np.ndarray:
-                return learner.act(obs, greedy=False)
-
-            actions, obs, rewards, terminated, truncated, infos = self.envs.step(policy)
-        else:
-            actions = learner.act(self.obs, greedy=False)
-            obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-        self.buffer.add(actions, rewards, terminated, truncated, obs, self.autoreset)
-        self.steps += int((~self.autoreset).sum())
-        self.autoreset = terminated | truncated
-        self.obs = obs
-        if "episode" in infos:
-            self.episode_returns += [float(r) for r in infos["episode"]["r"][infos["_episode"]]]
-
-    def close(self) -> None:
-        self.envs.close()
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""Online collection: the agent's sampling policy steps a vector env and every transition goes
+to a replay `FrameBuffer`. Atari with 2+ envs overlaps the policy forward with emulation.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import gymnasium as gym
+import numpy as np
+
+from iq_atari.buffers import FrameBuffer
+from iq_atari.config import TrainConfig
+from iq_atari.envs import AtariSettings, OverlappedAtariVecEnv, make_vec_env, resolve_game
+from iq_atari.errors import InputError
+
+if TYPE_CHECKING:
+    from iq_atari.train import Learner
+
+REPLAY_FILE = "replay.npz"  # checkpoints/replay.npz: an online run's replay buffer, with last.pt
+
+
+class Collector:
+    """Steps `n_envs` envs with the agent's sampling policy and streams transitions to a buffer.
+
+    Atari with n_envs >= 2 overlaps the policy forward with emulation (`OverlappedAtariVecEnv`):
+    each half's next actions are chosen as soon as its step arrives, and the steps stay in flight
+    while the learner updates. Actions are chosen by the current learner either way (in the
+    overlapped loop, before the updates that run between two `step` calls). Classic games and a
+    single env use a plain vector env.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        settings: AtariSettings | None,
+        obs_space: gym.Space,
+        replay: dict[str, np.ndarray] | None = None,
+    ):
+        """`replay`: a saved `FrameBuffer.state_dict()` to continue from (a resumed run); the
+        envs still start new episodes, so the transitions saved stay whole and none crosses."""
+        if settings is not None and settings.terminal_on_life_loss:
+            raise InputError("online mode cannot use terminal_on_life_loss demos (vector envs)")
+        self.overlapped = resolve_game(config.game).is_atari and config.n_envs >= 2
+        if self.overlapped:
+            self.envs = OverlappedAtariVecEnv(
+                config.game, config.n_envs, seed=config.seed, settings=settings
+            )
+        else:
+            self.envs = make_vec_env(
+                config.game, config.n_envs, seed=config.seed, settings=settings
+            )
+        self.buffer = FrameBuffer(
+            config.replay_size, obs_space.shape, obs_space.dtype, n_envs=config.n_envs
+        )
+        self.restored = False  # whether `replay` was restored
+        if replay is not None:
+            try:
+                self.buffer.load_state_dict(replay, f"checkpoints/{REPLAY_FILE}")
+                self.restored = True
+            except InputError as err:  # checked before any array is copied
+                print(f"{err}; collecting the replay afresh", file=sys.stderr)
+        self.obs, _ = self.envs.reset()
+        self.buffer.start(self.obs)
+        self.autoreset = np.zeros(config.n_envs, dtype=bool)
+        self.steps = 0  # transitions collected by this collector
+        self.episode_returns: list[float] = []
+
+    def step(self, learner: Learner) -> None:
+        """One step of every env, recorded in the buffer (autoreset rows hold no transition)."""
+        if self.overlapped:
+
+            def policy(obs: np.ndarray) -> np.ndarray:
+                return learner.act(obs, greedy=False)
+
+            actions, obs, rewards, terminated, truncated, infos = self.envs.step(policy)
+        else:
+            actions = learner.act(self.obs, greedy=False)
+            obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        self.buffer.add(actions, rewards, terminated, truncated, obs, self.autoreset)
+        self.steps += int((~self.autoreset).sum())
+        self.autoreset = terminated | truncated
+        self.obs = obs
+        if "episode" in infos:
+            self.episode_returns += [float(r) for r in infos["episode"]["r"][infos["_episode"]]]
+
+    def close(self) -> None:
+        self.envs.close()

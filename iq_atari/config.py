@@ -1,0 +1,190 @@
+"""Training configuration: `TrainConfig` (one documented field per CLI flag of runners.train),
+the presets per env family and mode that fill its unset fields, and the checks on a combination.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from iq_atari.envs import resolve_game
+from iq_atari.errors import InputError
+from iq_atari.iq import Divergence, IQLossConfig, RegularizeOver, ValueTerm
+from iq_atari.networks import Activation
+
+
+def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+    """A documented field; the same metadata as runners.common.arg, so it doubles as a CLI flag."""
+    return dataclasses.field(default=default, metadata={"help": help, **kwargs})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. None means the preset of the game's family (PRESETS)."""
+
+    game: str = _opt("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
+    algo: Literal["iq", "bc"] = _opt("iq", "iq: IQ-Learn; bc: behavioural cloning")
+    mode: Literal["offline", "online"] = _opt(
+        "offline", "offline: expert data only; online: also the agent's own transitions"
+    )
+    demos: str | None = _opt(None, "demo file (.npz); default: expert_demos/, recorded if missing")
+    num_demos: int | None = _opt(
+        None, "use the first N episodes of the demos (default all)", positive=True
+    )
+    subsample: int = _opt(
+        1,
+        "use every k-th transition of each demo episode (official expert.subsample_freq)",
+        positive=True,
+    )
+    steps: int | None = _opt(None, "gradient updates (Atari 50000, classic 10000)", positive=True)
+    seed: int = _opt(0, "seed of networks, sampling and envs")
+    run_dir: str | None = _opt(None, "run directory (default runs/<game>/<algo>-<seed>-<time>)")
+    resume: bool = _opt(False, "continue the run in --run-dir from checkpoints/last.pt")
+    device: str = _opt("auto", "auto, cpu or cuda")
+    batch_size: int | None = _opt(
+        None,
+        "expert batch size; online adds as many agent samples (Atari 64, classic 64)",
+        positive=True,
+    )
+    lr: float | None = _opt(None, "Adam learning rate (Atari 1e-4, classic 3e-4)")
+    gamma: float = _opt(0.99, "discount")
+    alpha: float | None = _opt(None, "soft-Q temperature (Atari 1e-3, classic 1e-2)")
+    learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
+    value_term: ValueTerm | None = _opt(None, "second loss term (offline value_expert, online v0)")
+    divergence: Divergence = _opt("chi2", "f-divergence of the expert term")
+    chi2_alpha: float = _opt(0.5, "chi2 regulariser weight 1/(4 chi2_alpha)")
+    regularize_over: RegularizeOver | None = _opt(
+        None,
+        "chi2 regulariser over expert, all, or expert + agent states with policy actions "
+        "(offline expert, online policy)",
+    )
+    next_v: Literal["online", "target"] = _opt("online", "V(s') from the online or a target net")
+    tau: float = _opt(1.0, "target update rate (1 = hard copy)")
+    target_interval: int = _opt(1000, "updates between target updates", positive=True)
+    grad_penalty: float = _opt(0.0, "gradient penalty weight (online only; 0 = off)")
+    hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
+    activation: Activation = _opt("elu", "MLP activation")
+    bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
+    eval_interval: int | None = _opt(
+        None, "updates between evaluations (Atari 5000, classic 1000)", positive=True
+    )
+    eval_episodes: int = _opt(10, "greedy evaluation episodes", positive=True)
+    log_interval: int = _opt(100, "updates between train/ and perf/ log rows", positive=True)
+    replay_size: int | None = _opt(
+        None, "online replay capacity in frames (Atari 100000, classic 50000)", positive=True
+    )
+    learning_starts: int | None = _opt(
+        None, "online: env steps before the first update (Atari 5000, classic 1000)"
+    )
+    n_envs: int | None = _opt(
+        None, "online: envs stepped together (Atari 4, classic 1)", positive=True
+    )
+    env_steps_per_update: float = _opt(1.0, "online: env steps collected per update")
+    demo_episodes: int | None = _opt(
+        None, "episodes to record when no demos exist (Atari 20, classic 10)", positive=True
+    )
+    threads: int | None = _opt(
+        None,
+        "torch CPU threads (Atari: torch's default, 0; classic 1: small MLPs run fastest on "
+        "one thread, and far faster than two on a busy CPU)",
+    )
+    runs_root: str = _opt("runs", "parent of the default run directories")
+    tensorboard: bool = _opt(True, "write TensorBoard events")
+    progress: bool = _opt(True, "show progress bars")
+    reward_check_episodes: int = _opt(
+        3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
+    )
+    video_every: int = _opt(
+        0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
+    )
+    video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
+
+
+# Family presets: fields left None in TrainConfig take these. Beside each, the official code's
+# value (conf/agent/softq.yaml, conf/env/{pong,cartpole}.yaml, scripts/run_{atari,offline}.sh):
+#   atari:   batch 64 (64), lr 1e-4 (1e-4), alpha 1e-3 (init_temp 1e-3), eval every 5000 (5e3),
+#            replay 100k frames (replay_mem 1e5, half of it online), learning_starts 5000
+#            (initial_mem 5000), 20 demos (20), 1 env step per update (1)
+#   classic: batch 64 (32), lr 3e-4 (1e-4), alpha 1e-2 (0.01; 1e-3 in run_offline.sh), 64-64 ELU
+#            MLP (OfflineQNetwork), eval every 1000 (1e3), replay 50k (5e4), learning_starts 1000
+#            (initial_mem 1280). lr 3e-4 / batch 64: CartPole from 1 demo reaches 500 in ~1-2k
+#            updates instead of ~4k at 1e-4 / 32, on 10 of 10 seeds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "atari": dict(
+        steps=50_000,
+        batch_size=64,
+        lr=1e-4,
+        alpha=1e-3,
+        eval_interval=5_000,
+        replay_size=100_000,
+        learning_starts=5_000,
+        n_envs=4,
+        demo_episodes=20,
+        threads=0,
+    ),
+    "classic": dict(
+        steps=10_000,
+        batch_size=64,
+        lr=3e-4,
+        alpha=1e-2,
+        eval_interval=1_000,
+        replay_size=50_000,
+        learning_starts=1_000,
+        n_envs=1,
+        demo_episodes=10,
+        threads=1,
+    ),
+}
+MODE_DEFAULTS = {
+    "offline": dict(value_term="value_expert", regularize_over="expert"),
+    "online": dict(value_term="v0", regularize_over="policy"),
+}
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fill None fields from the family preset and the mode; check the combination."""
+    spec = resolve_game(config.game)
+    fill = {**PRESETS["atari" if spec.is_atari else "classic"], **MODE_DEFAULTS[config.mode]}
+    values = {k: v for k, v in fill.items() if getattr(config, k) is None}
+    config = dataclasses.replace(config, game=spec.name, **values)
+    if config.algo == "bc" and config.mode == "online":
+        raise InputError("--algo bc trains offline only; use --mode offline")
+    if config.grad_penalty > 0 and config.mode == "offline":
+        raise InputError("--grad-penalty needs agent samples; use --mode online")
+    if config.resume and config.run_dir is None:
+        raise InputError("--resume needs --run-dir (the run to continue)")
+    for name in ("lr", "alpha", "tau", "env_steps_per_update", "gamma"):
+        if not getattr(config, name) > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
+    if config.gamma > 1 or config.tau > 1:
+        raise InputError("--gamma and --tau must be at most 1")
+    loss_config(config)  # raises on a bad option value
+    return config
+
+
+def loss_config(config: TrainConfig) -> IQLossConfig:
+    """The IQ loss options of a resolved config."""
+    return IQLossConfig(
+        config.gamma,
+        config.value_term,
+        config.divergence,
+        config.chi2_alpha,
+        config.regularize_over,
+    )
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise InputError(f"--hidden: expected comma-separated positive widths, got {text!r}")
+    return widths
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a saved dict; keys this version does not know are ignored."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in known})
