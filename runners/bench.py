@@ -25,7 +25,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import statistics
@@ -401,11 +400,7 @@ def machine() -> dict:
 
 def sample_efficiency(config: Config) -> dict:
     """Updates / env steps to 90% of the expert's normalised score: compare grids and runs."""
-    rows = efficiency.compare_rows(Path(config.compare_root))
-    patterns = [pattern.strip() for pattern in config.runs.split(",") if pattern.strip()]
-    run_dirs = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
-    single, notes = efficiency.single_run_rows([p for p in run_dirs if p.is_dir()])
-    return {"rows": rows + single, "notes": notes}
+    return efficiency.collect(config.compare_root, config.runs)
 
 
 def acting_weights(config: Config) -> tuple[str, dict | None]:

@@ -12,6 +12,7 @@ COMMANDS = {
     "compare": "IQ-Learn vs behavioral cloning on the same demos",
     "expert": "train an expert with stable-baselines3",
     "bench": "throughput / memory benchmarks",
+    "efficiency": "updates / env steps to 90% of the expert, from compare grids and runs",
     "sweep": "run a compare/train grid on Ray (local or a cluster)",
 }
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: iq-atari <command> [flags]\n\ncommands:")
         for name, what in COMMANDS.items():
-            print(f"  {name:<8} {what}")
+            print(f"  {name:<10} {what}")
         print("\n`iq-atari <command> --help` lists a command's flags.")
         return 0
     name = "record" if argv[0] == "video" else argv[0]

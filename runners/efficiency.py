@@ -8,17 +8,25 @@ eval.json (or its demo file's returns) and the random score from RANDOM_SCORES.
 
 Env steps are 0 for offline runs (they never step an env); for online runs they come from the
 `train/env_steps` row logged at the evaluation's update.
+
+`make bench` prints this table; alone: `python -m runners.efficiency [--compare-root runs]
+[--runs "runs/Pong/*"]`.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import statistics
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from runners.common import arg, run_cli
 
 TARGET = 0.9
 # Random-policy scores, Mnih et al. (2015), Extended Data Table 2.
@@ -77,7 +85,8 @@ def compare_rows(root: Path) -> list[dict]:
                     run_dir = table.parent / "runs" / run_dir.name  # a moved grid
                 if (run_dir / "metrics.csv").is_file() and (run_dir / "config.json").is_file():
                     found = run_row(run_dir, row["method"], expert, random)
-                    rows.append({**found, "grid": str(table.parent), "demos": int(row["demos"])})
+                    grid = table.parent.relative_to(root).as_posix()
+                    rows.append({**found, "grid": grid, "demos": int(row["demos"])})
     return rows
 
 
@@ -112,21 +121,25 @@ def single_run_rows(run_dirs: list[Path]) -> tuple[list[dict], list[str]]:
 
 
 def summary(rows: list[dict], notes: Sequence[str] = ()) -> str:
-    """A table per (game, method, demos): runs reaching 90%, median updates and env steps."""
+    """A table per (grid or game, method, demos): runs reaching 90%, median updates and env
+    steps. Compare grids are named by their folder under the root, so that grids of the same
+    game with different settings (e.g. subsampled demos) stay apart."""
     if not rows:
         return "\n".join(
             ["sample efficiency: no compare grids or runs with evaluations found", *notes]
         )
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["game"], r["method"], str(r["demos"] or "all")), []).append(r)
+        source = r.get("grid") or r["game"]
+        groups.setdefault((source, r["method"], str(r["demos"] or "all")), []).append(r)
+    width = max(12, *(len(source) for source, _, _ in groups))
     lines = [
         f"sample efficiency: first evaluation >= {TARGET:.0%} of the expert's normalised score "
         "(median over the runs that reached it)",
-        f"{'game':<12} {'method':<12} {'demos':>5} {'reached':>8} {'updates':>11} "
+        f"{'grid / game':<{width}} {'method':<12} {'demos':>5} {'reached':>8} {'updates':>11} "
         f"{'env steps':>10}",
     ]
-    for (game, method, demos), group in sorted(groups.items()):
+    for (source, method, demos), group in sorted(groups.items()):
         hit = [r for r in group if r["updates_to_90"] is not None]
         updates, steps = "not reached", ""
         if hit:
@@ -134,5 +147,37 @@ def summary(rows: list[dict], notes: Sequence[str] = ()) -> str:
             known = [r["env_steps_to_90"] for r in hit if r["env_steps_to_90"] is not None]
             steps = f"{statistics.median(known):.0f}" if known else "?"
         reached = f"{len(hit)}/{len(group)}"
-        lines.append(f"{game:<12} {method:<12} {demos:>5} {reached:>8} {updates:>10} {steps:>10}")
+        lines.append(
+            f"{source:<{width}} {method:<12} {demos:>5} {reached:>8} {updates:>11} {steps:>10}"
+        )
     return "\n".join([*lines, *notes])
+
+
+def collect(compare_root: str | Path, runs: str) -> dict:
+    """Rows of the compare grids under `compare_root` and of the run directories matching the
+    comma-separated globs `runs`, with a note for each directory that could not be read."""
+    rows = compare_rows(Path(compare_root))
+    patterns = [pattern.strip() for pattern in runs.split(",") if pattern.strip()]
+    run_dirs = sorted({Path(p) for pattern in patterns for p in glob.glob(pattern)})
+    single, notes = single_run_rows([p for p in run_dirs if p.is_dir()])
+    return {"rows": rows + single, "notes": notes}
+
+
+@dataclass
+class Config:
+    compare_root: str = arg("runs", "searched for compare grids (compare.csv + baselines.json)")
+    runs: str = arg("runs/Pong/*", "comma-separated globs of single run directories to summarise")
+
+
+def run(config: Config) -> dict:
+    found = collect(config.compare_root, config.runs)
+    print(summary(found["rows"], found["notes"]))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,7 +101,7 @@ def test_sample_efficiency_of_a_compare_grid(tmp_path):
     assert rows["iq-online_d1_s1"]["updates_to_90"] == 300  # 451.9 is just short of 452
     assert rows["bc_d1_s0"]["updates_to_90"] is None
     text = efficiency.summary(list(rows.values()))
-    bc_line = next(line for line in text.splitlines() if line.startswith("CartPole     bc"))
+    bc_line = next(line for line in text.splitlines() if line.startswith("compare/CartPole bc"))
     iq_line = next(line for line in text.splitlines() if "iq-online" in line)
     assert "not reached" in bc_line and "0/1" in bc_line
     assert iq_line.split()[-3:] == ["2/2", "250", "1000"]
