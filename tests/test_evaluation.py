@@ -11,6 +11,7 @@ from iq_atari.demos import Trajectory
 from iq_atari.evaluation import (
     EPSILONS,
     RewardCorrelation,
+    action_agreement,
     pearson,
     plot_reward_correlation,
     rankdata,
@@ -132,3 +133,24 @@ def test_reward_check_on_cartpole_with_known_rewards(tmp_path):
         np.array(record["lengths"]),
     )
     assert again.pearson == pytest.approx(result.pearson)
+
+
+def test_action_agreement_reports_recall_of_rare_actions():
+    # Frames carry their step index; the expert moves (action 2) on every 10th step.
+    frames = np.zeros((41, 2, 2), np.uint8)
+    frames[:, 0, 0] = np.arange(41)
+    actions = np.where(np.arange(40) % 10 == 0, 2, 0)
+    trajectory = Trajectory(frames, actions, np.zeros(40, np.float32), True, False)
+
+    def always_noop(obs):
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def moves_on_steps_0_and_10(obs):
+        newest = obs[:, -1, 0, 0]  # the stack's newest frame is the current step
+        return np.where(np.isin(newest, (0, 10)), 2, 0)
+
+    noop = action_agreement(always_noop, [trajectory], frame_stack=4, n_actions=3, chunk=7)
+    assert noop["accuracy"] == noop["majority_accuracy"] == 0.9
+    assert noop["expert_share"] == [0.9, 0.0, 0.1] and noop["recall"] == [1.0, None, 0.0]
+    half = action_agreement(moves_on_steps_0_and_10, [trajectory], 4, 3, chunk=7)
+    assert half["recall"] == [1.0, None, 0.5] and half["accuracy"] == 0.95 and half["steps"] == 40
