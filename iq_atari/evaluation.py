@@ -218,13 +218,17 @@ def reward_correlation(
     seed: int = 20_000,
     epsilons: Sequence[float] = EPSILONS,
     settings: AtariSettings | None = None,
+    progress: bool = False,
 ) -> RewardCorrelation:
     """Correlate recovered and true returns over `episodes` episodes per epsilon of the
     epsilon-random `expert`, plus `episodes` greedy episodes of `agent` itself.
 
     Atari episodes are whole games (as in `evaluate`); episode j of each policy starts from
-    seed + j, so every policy meets the same starts.
+    seed + j, so every policy meets the same starts. `progress` shows a bar over the episodes
+    (whole games of a look-ahead expert take minutes).
     """
+    from tqdm import tqdm
+
     from iq_atari.rollout import run_episode
 
     spec = resolve_game(game)
@@ -238,15 +242,25 @@ def reward_correlation(
     def greedy(obs: np.ndarray) -> int:
         return int(agent.act(np.asarray(obs)[None], greedy=True)[0])
 
+    bar = tqdm(
+        total=episodes * (len(epsilons) + 1),
+        desc=f"reward check {spec.name}",
+        unit="ep",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for epsilon in epsilons:
             policy = epsilon_policy(expert, env, n_actions, epsilon, rng)
             for j in range(episodes):
                 episode = run_episode(env, policy, seed + j, on_reset=lambda: expert.reset(env))
                 played.append((f"expert eps={epsilon:g}", episode.trajectory))
+                bar.update()
         for j in range(episodes):
             played.append(("agent", run_episode(env, greedy, seed + j).trajectory))
+            bar.update()
     finally:
+        bar.close()
         env.close()
     return RewardCorrelation(
         sources=[source for source, _ in played],
@@ -291,6 +305,7 @@ def reward_check(
     out_png: str | Path,
     expert_name: str | None = None,
     settings: AtariSettings | None = None,
+    progress: bool = False,
 ) -> dict | None:
     """`reward_correlation` with the demos' expert (else the game's default) and its scatter plot
     at `out_png`; None (with a note on stderr) when the game has no expert to play."""
@@ -307,6 +322,8 @@ def reward_check(
         except InputError as err:
             print(f"reward check skipped: {err}", file=sys.stderr)
             return None
-    result = reward_correlation(agent, game, gamma, expert, episodes, seed, settings=settings)
+    result = reward_correlation(
+        agent, game, gamma, expert, episodes, seed, settings=settings, progress=progress
+    )
     plot_reward_correlation(result, out_png, f"recovered vs true return, {resolve_game(game).name}")
     return result.to_dict()

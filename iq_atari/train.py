@@ -473,6 +473,7 @@ class TrainingRun:
                 seed=20_000 + config.seed,
                 out_png=self.run_dir / "reward_correlation.png",
                 settings=self.settings,
+                progress=config.progress,
             )
         atomic_write_text(self.run_dir / "eval.json", json.dumps(record, indent=2))
         return record
