@@ -80,6 +80,18 @@ class _Lookahead:
             self._repeated = self.raw[self.meanings[action]]
         return action
 
+    def _cheapest(self, frames_to_ball: int, target: int, near: bool) -> int:
+        """Commit to the move of `self.moves` (NOOP first) whose simulated paddle ends closest to
+        `target`, by the subclass's `_cost`; a near ball is also checked for its return."""
+        frames = min(max(frames_to_ball, self.frame_skip), 16)
+        best, best_cost = 0, float("inf")
+        for index, raw_action in self.moves:
+            cost = self._cost(raw_action, frames, 8 if near else 0, target, near)
+            self.restore()
+            if cost < best_cost:  # strict: ties keep the earlier action (NOOP first)
+                best, best_cost = index, cost
+        return self._commit(best)
+
     @property
     def meanings(self) -> list[str]:
         return list(self.index)
@@ -236,14 +248,7 @@ class PongPlanner(_Lookahead):
                 self._aim_cache = (contact, self._choose_aim(frames_to_ball, arrival_y, opponent_y))
             target = arrival_y + self._aim_cache[1]
         near = arrival is not None and frames_to_ball <= self.near_frames
-        frames = min(max(frames_to_ball, self.frame_skip), 16)
-        best, best_cost = 0, float("inf")
-        for index, raw_action in self.moves:
-            cost = self._cost(raw_action, frames, 8 if near else 0, target, near)
-            self.restore()
-            if cost < best_cost:  # strict: ties keep the earlier action (NOOP first)
-                best, best_cost = index, cost
-        return self._commit(best)
+        return self._cheapest(frames_to_ball, target, near)
 
 
 # ---- Breakout -----------------------------------------------------------------------------------
@@ -355,11 +360,4 @@ class BreakoutTracker(_Lookahead):
         if cleared:  # nothing left to score: keep the paddle away from the ball to end the game
             target += -40 if target > 80 else 40
         near = landing is not None and frames_to_ball <= self.near_frames and not cleared
-        frames = min(max(frames_to_ball, self.frame_skip), 16)
-        best, best_cost = 0, float("inf")
-        for index, raw_action in self.moves:
-            cost = self._cost(raw_action, frames, 8 if near else 0, target, near)
-            self.restore()
-            if cost < best_cost:  # strict: ties keep the earlier action (NOOP first)
-                best, best_cost = index, cost
-        return self._commit(best)
+        return self._cheapest(frames_to_ball, target, near)
