@@ -10,15 +10,11 @@ import time
 
 import torch
 
-from iq_atari.rollout import record_demos
-
 STEPS, EVAL_INTERVAL, LOG_INTERVAL = 2000, 200, 50
 
 
-def test_sigkill_then_resume_continues_the_run(tmp_path):
-    demos = record_demos(
-        "CartPole", None, episodes=1, seed=0, out=tmp_path / "d.npz", progress=False
-    )
+def test_sigkill_then_resume_continues_the_run(tmp_path, cartpole_one_demo):
+    demos = cartpole_one_demo
     run = tmp_path / "run"
     base = [sys.executable, "-m", "runners.train", "--run-dir", str(run), "--no-progress"]
     base += ["--no-tensorboard", "--threads", "1", "--steps", str(STEPS)]
@@ -59,10 +55,8 @@ def test_sigkill_then_resume_continues_the_run(tmp_path):
     assert eval_steps == list(range(EVAL_INTERVAL, STEPS + 1, EVAL_INTERVAL))
 
 
-def test_ctrl_c_finishes_the_update_saves_and_prints_a_resume_hint(tmp_path):
-    demos = record_demos(
-        "CartPole", None, episodes=1, seed=0, out=tmp_path / "d.npz", progress=False
-    )
+def test_ctrl_c_finishes_the_update_saves_and_prints_a_resume_hint(tmp_path, cartpole_one_demo):
+    demos = cartpole_one_demo
     run = tmp_path / "run"
     argv = [sys.executable, "-m", "runners.train", "--run-dir", str(run), "--no-progress"]
     argv += ["--no-tensorboard", "--threads", "1", "--steps", "100000", "--demos", str(demos)]
@@ -104,14 +98,14 @@ def _online(tmp_path, demos, steps, resume=False):
     return train(config)
 
 
-def test_online_resume_restores_the_replay_instead_of_collecting_again(tmp_path, capsys):
+def test_online_resume_restores_the_replay_instead_of_collecting_again(
+    tmp_path, capsys, cartpole_one_demo
+):
     import numpy as np
 
     from iq_atari.train import REPLAY_FILE
 
-    demos = record_demos(
-        "CartPole", None, episodes=1, seed=0, out=tmp_path / "d.npz", progress=False
-    )
+    demos = cartpole_one_demo
     first = _online(tmp_path, demos, steps=60)
     assert first["env_steps"] == 50 + 60  # learning_starts, then one env step per update
     replay = tmp_path / "online" / "checkpoints" / REPLAY_FILE

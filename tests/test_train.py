@@ -18,12 +18,6 @@ from runners import train as train_runner
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0)
 
 
-@pytest.fixture(scope="module")
-def cartpole_one_demo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demos") / "CartPole_controller_1ep.npz"
-    return record_demos("CartPole", None, episodes=1, seed=0, out=path, progress=False)
-
-
 def _timed_train(config):
     start = time.perf_counter()
     record = train(config)

@@ -9,16 +9,14 @@ import torch
 
 from iq_atari.errors import NumericalError
 from iq_atari.iq import IQLearner
-from iq_atari.rollout import record_demos
 from iq_atari.train import TrainConfig, train
 
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0, eval_episodes=1)
 
 
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    path = tmp_path_factory.mktemp("demos") / "CartPole_controller_1ep.npz"
-    return record_demos("CartPole", None, episodes=1, seed=0, out=path, progress=False)
+@pytest.fixture
+def demos(cartpole_one_demo):
+    return cartpole_one_demo
 
 
 def _patch_update(monkeypatch, fault_at: int, fault) -> None:

@@ -125,16 +125,14 @@ def test_bad_input_is_one_error_line(argv, message, tmp_path, monkeypatch, capsy
 
 
 @pytest.fixture(scope="module")
-def cartpole_checkpoint(tmp_path_factory) -> Path:
+def cartpole_checkpoint(tmp_path_factory, cartpole_one_demo) -> Path:
     """A tiny trained CartPole run (20 updates on one demo episode): its checkpoints/best.pt."""
-    from iq_atari.rollout import record_demos
     from iq_atari.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("run")
-    demos = record_demos("CartPole", None, 1, 0, out=root / "d.npz", progress=False)
     config = TrainConfig(
         game="CartPole",
-        demos=str(demos),
+        demos=str(cartpole_one_demo),
         steps=20,
         eval_interval=20,
         eval_episodes=1,
@@ -200,14 +198,12 @@ def test_recording_does_not_change_what_is_played(tmp_path):
     assert (recorded.terminated, recorded.truncated) == (plain.terminated, plain.truncated)
 
 
-def test_training_records_a_video_every_n_evaluations(tmp_path):
-    from iq_atari.rollout import record_demos
+def test_training_records_a_video_every_n_evaluations(tmp_path, cartpole_one_demo):
     from iq_atari.train import TrainConfig, train
 
-    demos = record_demos("CartPole", None, 1, 0, out=tmp_path / "d.npz", progress=False)
     config = TrainConfig(
         game="CartPole",
-        demos=str(demos),
+        demos=str(cartpole_one_demo),
         steps=30,
         eval_interval=10,
         eval_episodes=1,
