@@ -398,11 +398,6 @@ def machine() -> dict:
     }
 
 
-def sample_efficiency(config: Config) -> dict:
-    """Updates / env steps to 90% of the expert's normalised score: compare grids and runs."""
-    return efficiency.collect(config.compare_root, config.runs)
-
-
 def acting_weights(config: Config) -> tuple[str, dict | None]:
     """The IQ Pong checkpoint whose weights the acting figures use (newest best.pt of an IQ run
     under runs/Pong unless --checkpoint says), or random initial weights when there is none."""
@@ -497,7 +492,7 @@ def run(config: Config) -> dict:
         )
     )
     collector.close()
-    record["sample_efficiency"] = sample_efficiency(config)
+    record["sample_efficiency"] = efficiency.collect(config.compare_root, config.runs)
     record["load_avg_end"] = os.getloadavg()[0]
     record["wall_time_s"] = round(time.time() - started, 1)
     print(table(record))
