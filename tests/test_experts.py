@@ -17,6 +17,7 @@ from iq_atari.rollout import expert_episodes, run_episode
 def test_default_experts() -> None:
     assert default_expert_name("CartPole-v1") == "controller"
     assert default_expert_name("pong") == "planner"
+    assert "tracker" in available_experts("pong")
     assert default_expert_name("ALE/Breakout-v5") == "tracker"
     assert default_expert_name("Seaquest") is None
     assert "random" in available_experts("Seaquest")
@@ -93,6 +94,42 @@ def test_sticky_repeat_action_is_not_in_the_clone() -> None:
         return np.array(out)
 
     assert not np.array_equal(frames(False), frames(True))
+
+
+def _actions_under_other_rng(expert_name: str, steps: int) -> tuple[int, list[int], list]:
+    """Play Pong with `expert_name` while a second copy of it acts in an env that is given the
+    same emulator state (without the RNG) every step but has its own sticky-action seed.
+    Returns how many of the two copies' actions differ, the actions and the observations."""
+    env, twin_env = make_env("Pong"), make_env("Pong")
+    obs, _ = env.reset(seed=5)
+    twin_env.reset(seed=99)
+    expert, copy = get_expert("Pong", expert_name), get_expert("Pong", expert_name)
+    expert.reset(env)
+    copy.reset(twin_env)
+    differ, actions, frames = 0, [], [obs]
+    for _ in range(steps):
+        twin_env.unwrapped.ale.restoreState(env.unwrapped.ale.cloneState())
+        action = expert.act(obs, env)
+        differ += action != copy.act(obs, twin_env)
+        actions.append(action)
+        obs, *_ = env.step(action)
+        twin_env.step(action)
+        frames.append(obs)
+    return differ, actions, frames
+
+
+def test_pong_tracker_has_no_foresight() -> None:
+    """The tracker's action is a function of the emulator state without its RNG: a copy given
+    the same state in an env with other sticky-action draws acts the same at every step (the
+    planner, which foresees its draws, does not). Its games are ordinary play: replaying the
+    actions in a fresh env gives the same frames."""
+    differ, actions, frames = _actions_under_other_rng("tracker", 300)
+    assert differ == 0 and set(actions) == {0, 2, 3}
+    replay_env = make_env("Pong")
+    obs, _ = replay_env.reset(seed=5)
+    replayed = [obs] + [replay_env.step(a)[0] for a in actions]
+    np.testing.assert_array_equal(np.array(replayed), np.array(frames))
+    assert _actions_under_other_rng("planner", 300)[0] > 0
 
 
 def test_pong_planner_uses_only_noop_up_down() -> None:

@@ -27,10 +27,10 @@ ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
 
 
 def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:
-    from iq_atari.experts.atari_scripted import BreakoutTracker, PongPlanner
+    from iq_atari.experts.atari_scripted import BreakoutTracker, PongPlanner, PongTracker
 
     return {
-        "ALE/Pong-v5": {"planner": PongPlanner},
+        "ALE/Pong-v5": {"planner": PongPlanner, "tracker": PongTracker},
         "ALE/Breakout-v5": {"tracker": BreakoutTracker},
     }
 

@@ -225,9 +225,12 @@ class PongPlanner(_Lookahead):
                 prev_x = ball[0]
         return distance + (1000.0 if near and not returned else 0.0)
 
+    def _frame_number(self) -> int:
+        return self.ale.getEpisodeFrameNumber()
+
     def _predict_arrival(self) -> tuple[int, int] | None:
         """`_arrival`, cached until contact: until then the ball's path does not depend on us."""
-        now = self.ale.getEpisodeFrameNumber()
+        now = self._frame_number()
         if self._arrival_cache is not None and self._arrival_cache[0] > now:
             return self._arrival_cache[0] - now, self._arrival_cache[1]
         arrival = self._arrival()
@@ -249,6 +252,76 @@ class PongPlanner(_Lookahead):
             target = arrival_y + self._aim_cache[1]
         near = arrival is not None and frames_to_ball <= self.near_frames
         return self._cheapest(frames_to_ball, target, near)
+
+
+class PongTracker(PongPlanner):
+    """Pong without foresight: an expert whose moves follow from what the frames show.
+
+    It predicts where the ball arrives and moves the paddle there whenever moving brings it
+    closer (the planner's move search, without the return check), hitting the ball `aim` px
+    off-centre away from the opponent's paddle. All of that is a function of the ball's position
+    and velocity and the two paddles, which a stack of frames shows.
+
+    Unlike the planner it never looks at the real emulator's future: it copies the state
+    *without* the RNG into a second emulator with sticky actions off (`twin`) and simulates
+    there, so it cannot foresee its own sticky-action draws, and the real game is never touched.
+    The planner's foresight is what makes its moves precise and hard to imitate from pixels
+    (docs/RESULTS.md, Pong); this expert pays for its honesty with long rallies and lost points
+    (aim 4 px: measured in expert_demos/README.md).
+    """
+
+    name = "tracker"
+
+    def __init__(self, aim: int = 4) -> None:
+        super().__init__(aim=aim, choose_aim=False)
+        self.provenance = {
+            "kind": "scripted",
+            "source": f"{__name__}.PongTracker",
+            "params": {"aim": aim},
+            "note": "reads RAM; predicts the ball's arrival and searches moves in a second "
+            "emulator with sticky actions off, from the real state without its RNG: no "
+            "foresight of sticky-action draws, the real game untouched; hits the ball "
+            f"{aim} px off-centre away from the opponent",
+        }
+        self.twin: Any = None
+
+    def reset(self, env: gym.Env) -> None:
+        super().reset(env)
+        if self.twin is None:
+            from ale_py import ALEInterface, roms
+
+            self.twin = ALEInterface()
+            self.twin.setFloat("repeat_action_probability", 0.0)
+            self.twin.setLoggerMode(ale_py_logger_error())
+            self.twin.loadROM(roms.get_rom_path("pong"))
+        self.real, self.ale = self.ale, self.twin  # simulations below run on the twin
+
+    def restore(self) -> None:
+        self.twin.restoreState(self._state)
+
+    def _commit(self, action: int) -> int:
+        return action
+
+    def _frame_number(self) -> int:
+        return self.real.getEpisodeFrameNumber()  # the twin's counter is not in the state
+
+    def act(self, obs: np.ndarray, env: gym.Env) -> int:
+        self._state = self.real.cloneState()  # without the RNG: no sticky-action foresight
+        self.restore()
+        arrival = self._predict_arrival()
+        if arrival is None:
+            frames_to_ball, target = 16, PONG_MIDDLE
+        else:
+            frames_to_ball, arrival_y = arrival
+            opponent_y = _pong_paddle_centre(self.real.getRAM(), 50)
+            target = arrival_y + (-self.aim if opponent_y < arrival_y else self.aim)
+        return self._cheapest(frames_to_ball, target, near=False)
+
+
+def ale_py_logger_error() -> Any:
+    from ale_py import LoggerMode
+
+    return LoggerMode.Error
 
 
 # ---- Breakout -----------------------------------------------------------------------------------
