@@ -292,7 +292,6 @@ class PongTracker(PongPlanner):
 
             self.twin = ALEInterface()
             self.twin.setFloat("repeat_action_probability", 0.0)
-            self.twin.setLoggerMode(ale_py_logger_error())
             self.twin.loadROM(roms.get_rom_path("pong"))
         self.real, self.ale = self.ale, self.twin  # simulations below run on the twin
 
@@ -316,12 +315,6 @@ class PongTracker(PongPlanner):
             opponent_y = _pong_paddle_centre(self.real.getRAM(), 50)
             target = arrival_y + (-self.aim if opponent_y < arrival_y else self.aim)
         return self._cheapest(frames_to_ball, target, near=False)
-
-
-def ale_py_logger_error() -> Any:
-    from ale_py import LoggerMode
-
-    return LoggerMode.Error
 
 
 # ---- Breakout -----------------------------------------------------------------------------------
