@@ -51,7 +51,7 @@ class TrainConfig:
     gamma: float = _opt(0.99, "discount")
     alpha: float | None = _opt(None, "soft-Q temperature (Atari 1e-3, classic 1e-2)")
     learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
-    value_term: ValueTerm | None = _opt(None, "second loss term (offline value_expert, online v0)")
+    value_term: ValueTerm | None = _opt(None, "second loss term (value_expert in both modes)")
     divergence: Divergence = _opt("chi2", "f-divergence of the expert term")
     chi2_alpha: float = _opt(0.5, "chi2 regulariser weight 1/(4 chi2_alpha)")
     regularize_over: RegularizeOver | None = _opt(
@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 MODE_DEFAULTS = {
     "offline": dict(value_term="value_expert", regularize_over="expert"),
-    "online": dict(value_term="v0", regularize_over="policy"),
+    "online": dict(value_term="value_expert", regularize_over="policy"),
 }
 
 

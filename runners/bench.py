@@ -7,7 +7,7 @@
    bound the cores allow, E / (E + F): emulation costs E CPU-seconds per agent step, the policy
    and replay write F, and raw emulation already keeps the cores busy.
 2. update: IQ updates/s (`IQLearner.update`, Pong recipe online: 64 expert + 64 agent transitions
-   sampled from FrameBuffers, V(s') through the online net, v0 term, policy regulariser) vs the
+   sampled from FrameBuffers, V(s') through the online net, policy regulariser) vs the
    same forward/backward/Adam on tensors already in memory. Target >= 0.85.
 3. memory: bytes per Atari transition in the replay FrameBuffer (RAM) and in a compressed demo
    file (disk) vs the naive layout, obs + next_obs 4-stacks = 2*4*84*84 B. Targets <= 1/4, 1/20.
@@ -302,8 +302,9 @@ def batch_tensors(learner: IQLearner, expert: Batch, agent: Batch) -> dict:
     next_obs = to_tensor(np.concatenate([expert.next_obs, agent.next_obs]), device)
     is_expert = torch.zeros(len(obs), dtype=torch.bool, device=device)
     is_expert[: len(expert)] = True
+    initial = [] if learner.initial_obs is None else [learner.initial_obs]  # the v0 term's
     return {
-        "inputs": torch.cat([obs, next_obs, learner.initial_obs]),
+        "inputs": torch.cat([obs, next_obs, *initial]),
         "n": len(obs),
         "actions": to_tensor(np.concatenate([expert.actions, agent.actions]), device),
         "terminated": to_tensor(np.concatenate([expert.terminated, agent.terminated]), device),
@@ -312,13 +313,13 @@ def batch_tensors(learner: IQLearner, expert: Batch, agent: Batch) -> dict:
 
 
 def pure_update(learner: IQLearner, t: dict) -> None:
-    """The compute of one online IQ update (one forward over obs, next_obs and initial states,
-    the loss, backward, Adam) on tensors already in memory."""
+    """The compute of one online IQ update (one forward over obs, next_obs and, for `v0`,
+    initial states; the loss, backward, Adam) on tensors already in memory."""
     agent, cfg, n = learner.agent, learner.config, t["n"]
     q_all = agent.q(t["inputs"]).float()
     q_obs = q_all[:n]
     next_v = agent.value(q_all[n : 2 * n])
-    v_init = agent.value(q_all[2 * n :])
+    v_init = agent.value(q_all[2 * n :]) if cfg.loss.value_term == "v0" else None
     q_sa = q_obs.gather(1, t["actions"].view(-1, 1)).squeeze(1)
     with torch.no_grad():
         probs = torch.softmax(q_obs.detach() / agent.alpha, dim=-1)
@@ -350,7 +351,7 @@ def update_figures(
 ) -> dict:
     """IQLearner.update with batches sampled from FrameBuffers vs the same compute on tensors."""
     cfg = learner.config
-    if (cfg.next_v, cfg.loss.value_term, cfg.loss.regularize_over) != ("online", "v0", "policy"):
+    if (cfg.next_v, cfg.loss.regularize_over) != ("online", "policy"):
         raise ValueError(f"pure_update mirrors the online Pong recipe, not {cfg}")
     rng = np.random.default_rng(seed)
     tensors = batch_tensors(learner, expert.sample(batch_size, rng), replay.sample(batch_size, rng))
@@ -369,8 +370,8 @@ def update_figures(
         "updates_per_s": result["measured_per_s"],
         "pure_updates_per_s": result["baseline_per_s"],
         "update_ratios": result["ratios"],
-        "update_batch": f"{batch_size} expert + {batch_size} agent + "
-        f"{len(learner.initial_obs)} initial states",
+        "update_batch": f"{batch_size} expert + {batch_size} agent"
+        + ("" if learner.initial_obs is None else f" + {len(learner.initial_obs)} initial states"),
     }
 
 
