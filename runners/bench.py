@@ -302,7 +302,8 @@ def batch_tensors(learner: IQLearner, expert: Batch, agent: Batch) -> dict:
     next_obs = to_tensor(np.concatenate([expert.next_obs, agent.next_obs]), device)
     is_expert = torch.zeros(len(obs), dtype=torch.bool, device=device)
     is_expert[: len(expert)] = True
-    initial = [] if learner.initial_obs is None else [learner.initial_obs]  # the v0 term's
+    v0 = learner.config.loss.value_term == "v0"
+    initial = [learner.initial_obs] if v0 else []  # V over initial states, for the v0 term
     return {
         "inputs": torch.cat([obs, next_obs, *initial]),
         "n": len(obs),
@@ -371,7 +372,7 @@ def update_figures(
         "pure_updates_per_s": result["baseline_per_s"],
         "update_ratios": result["ratios"],
         "update_batch": f"{batch_size} expert + {batch_size} agent"
-        + ("" if learner.initial_obs is None else f" + {len(learner.initial_obs)} initial states"),
+        + (f" + {len(learner.initial_obs)} initial states" if cfg.loss.value_term == "v0" else ""),
     }
 
 

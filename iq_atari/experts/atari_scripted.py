@@ -1,10 +1,13 @@
-"""Weight-free Atari experts that read the emulator: a look-ahead planner for Pong, a tracker for
-Breakout. Both act through the same preprocessed env as the demos (frame skip 4, sticky actions
-0.25, noop reset) and read `env.unwrapped.ale` (RAM, state clones); the observation is unused.
+"""Weight-free Atari experts that read the emulator: a look-ahead planner and a tracker for Pong,
+a tracker for Breakout. All act through the same preprocessed env as the demos (frame skip 4,
+sticky actions 0.25, noop reset) and read `env.unwrapped.ale` (RAM, state clones); the
+observation is unused.
 
-Both look ahead by emulating from `ale.cloneState(include_rng=True)` and restoring that state.
-Cloning the RNG makes simulations see the sticky-action draws the real continuation will see, so
-these are oracle experts (they foresee their own sticky-action outcomes); their provenance says so.
+The Pong planner and the Breakout tracker look ahead by emulating from
+`ale.cloneState(include_rng=True)` and restoring that state. Cloning the RNG makes simulations see
+the sticky-action draws the real continuation will see, so these are oracle experts (they foresee
+their own sticky-action outcomes); their provenance says so. The Pong tracker instead simulates on
+a second emulator with sticky actions off, from the state without its RNG: no foresight.
 
 One thing the clone does not hold (ale-py 0.12.1): the action ALE repeats on a sticky frame
 (`StellaEnvironment::m_actions`). Each simulation overwrites it, so after `restoreState` a sticky
@@ -225,12 +228,9 @@ class PongPlanner(_Lookahead):
                 prev_x = ball[0]
         return distance + (1000.0 if near and not returned else 0.0)
 
-    def _frame_number(self) -> int:
-        return self.ale.getEpisodeFrameNumber()
-
     def _predict_arrival(self) -> tuple[int, int] | None:
         """`_arrival`, cached until contact: until then the ball's path does not depend on us."""
-        now = self._frame_number()
+        now = self.ale.getEpisodeFrameNumber()
         if self._arrival_cache is not None and self._arrival_cache[0] > now:
             return self._arrival_cache[0] - now, self._arrival_cache[1]
         arrival = self._arrival()
@@ -284,6 +284,7 @@ class PongTracker(PongPlanner):
             f"{aim} px off-centre away from the opponent",
         }
         self.twin: Any = None
+        self.real: Any = None  # the game's emulator; `self.ale` is the twin after `reset`
 
     def reset(self, env: gym.Env) -> None:
         super().reset(env)
@@ -301,9 +302,6 @@ class PongTracker(PongPlanner):
     def _commit(self, action: int) -> int:
         return action
 
-    def _frame_number(self) -> int:
-        return self.real.getEpisodeFrameNumber()  # the twin's counter is not in the state
-
     def act(self, obs: np.ndarray, env: gym.Env) -> int:
         self._state = self.real.cloneState()  # without the RNG: no sticky-action foresight
         self.restore()
@@ -313,7 +311,7 @@ class PongTracker(PongPlanner):
         else:
             frames_to_ball, arrival_y = arrival
             opponent_y = _pong_paddle_centre(self.real.getRAM(), 50)
-            target = arrival_y + (-self.aim if opponent_y < arrival_y else self.aim)
+            target = arrival_y + self._choose_aim(frames_to_ball, arrival_y, opponent_y)
         return self._cheapest(frames_to_ball, target, near=False)
 
 
