@@ -27,7 +27,8 @@ ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
 
 
 def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:
-    from iq_atari.experts.atari_scripted import BreakoutTracker, PongPlanner, PongTracker
+    from iq_atari.experts.atari_pong import PongPlanner, PongTracker
+    from iq_atari.experts.atari_scripted import BreakoutTracker
 
     return {
         "ALE/Pong-v5": {"planner": PongPlanner, "tracker": PongTracker},
