@@ -307,6 +307,7 @@ def batch_tensors(learner: IQLearner, expert: Batch, agent: Batch) -> dict:
     return {
         "inputs": torch.cat([obs, next_obs, *initial]),
         "n": len(obs),
+        "n_initial": len(learner.initial_obs) if v0 else 0,
         "actions": to_tensor(np.concatenate([expert.actions, agent.actions]), device),
         "terminated": to_tensor(np.concatenate([expert.terminated, agent.terminated]), device),
         "is_expert": is_expert,
@@ -320,7 +321,7 @@ def pure_update(learner: IQLearner, t: dict) -> None:
     q_all = agent.q(t["inputs"]).float()
     q_obs = q_all[:n]
     next_v = agent.value(q_all[n : 2 * n])
-    v_init = agent.value(q_all[2 * n :]) if cfg.loss.value_term == "v0" else None
+    v_init = agent.value(q_all[2 * n :]) if t["n_initial"] else None
     q_sa = q_obs.gather(1, t["actions"].view(-1, 1)).squeeze(1)
     with torch.no_grad():
         probs = torch.softmax(q_obs.detach() / agent.alpha, dim=-1)
@@ -372,7 +373,7 @@ def update_figures(
         "pure_updates_per_s": result["baseline_per_s"],
         "update_ratios": result["ratios"],
         "update_batch": f"{batch_size} expert + {batch_size} agent"
-        + (f" + {len(learner.initial_obs)} initial states" if cfg.loss.value_term == "v0" else ""),
+        + (f" + {tensors['n_initial']} initial states" if tensors["n_initial"] else ""),
     }
 
 
