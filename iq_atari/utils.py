@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,11 +60,19 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda when present, else cpu; `cpu` / `cuda` as given."""
+    """`auto` -> cuda when present, else cpu; `cpu` / `cuda[:N]` as given, if present."""
+    from iq_atari.errors import InputError
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        from iq_atari.errors import InputError
-
-        raise InputError(f"--device: expected auto, cpu or cuda, got {device!r}")
+    if device not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise InputError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if device != "cpu":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise InputError(
+                f"--device {device}: this machine has {count} CUDA device(s) "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
     return torch.device(device)
