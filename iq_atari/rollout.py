@@ -49,11 +49,14 @@ def run_episode(
     *,
     on_reset: Callable[[], None] | None = None,
     render: bool = False,
+    perturb: Callable[[int], int] | None = None,
 ) -> Episode:
     """Play one episode from `env.reset(seed=seed)` with `policy(obs) -> action`.
 
     `on_reset` runs after the reset, before the first action (an expert's `reset`). With
     `render`, the env must have render_mode="rgb_array"; frames holds one RGB image per step.
+    `perturb` maps the policy's action to the one the env executes (DART noise); the trajectory
+    records the policy's action.
     """
     obs, info = env.reset(seed=seed)
     if on_reset is not None:
@@ -62,7 +65,8 @@ def run_episode(
     frames = [env.render()] if render else []
     while True:
         action = int(policy(obs))
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action if perturb is None else perturb(action)
+        obs, reward, terminated, truncated, info = env.step(executed)
         observations.append(single_frame(obs))
         actions.append(action)
         rewards.append(float(reward))
@@ -89,9 +93,20 @@ def expert_episodes(
     settings: AtariSettings | None = None,
     progress: bool = True,
     render: bool = False,
+    dart: float = 0.0,
 ) -> list[Episode]:
-    """Play `episodes` episodes of `game` with `expert`; episode i starts from seed + i."""
+    """Play `episodes` episodes of `game` with `expert`; episode i starts from seed + i.
+
+    `dart` > 0 injects noise as in DART (Laskey et al. 2017): on each step, with that
+    probability, the env executes a uniformly random action instead of the expert's, and the
+    trajectory still records the expert's action. The demos then show the expert correcting
+    from states it would not reach itself, which is where an imitator's own mistakes lead it.
+    The noise draws come from a generator seeded by (seed + i), apart from the env's.
+    """
+    if not 0.0 <= dart < 1.0:
+        raise DemoError(f"--dart: expected a probability in [0, 1), got {dart:g}")
     env = make_env(game, seed, settings=settings, render_mode="rgb_array" if render else None)
+    n_actions = int(env.action_space.n)
     out = []
     try:
         bar = tqdm(
@@ -108,12 +123,23 @@ def expert_episodes(
                 seed + i,
                 on_reset=lambda: expert.reset(env),
                 render=render,
+                perturb=_dart_noise(dart, n_actions, seed + i) if dart > 0 else None,
             )
             out.append(episode)
             bar.set_postfix(ret=f"{episode.score:g}", len=episode.length)
     finally:
         env.close()
     return out
+
+
+def _dart_noise(probability: float, n_actions: int, seed: int) -> Callable[[int], int]:
+    """With `probability`, a uniformly random action in place of the given one."""
+    rng = np.random.default_rng(seed)
+
+    def perturb(action: int) -> int:
+        return int(rng.integers(n_actions)) if rng.random() < probability else action
+
+    return perturb
 
 
 def collect_episodes(
@@ -179,16 +205,19 @@ def record_demos(
     min_return: float | None = None,
     progress: bool = True,
     settings: AtariSettings | None = None,
+    dart: float = 0.0,
 ) -> Path:
     """Record `episodes` expert episodes, print their table, save a demo file; return its path.
 
     `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
-    The default path is expert_demos/<Game>_<expert>_<N>ep.npz.
+    `dart` is the probability of a random executed action per step (`expert_episodes`); the
+    metadata records it. The default path is expert_demos/<Game>_<expert>_<N>ep.npz, with
+    the expert named <expert>-dart<p> under noise.
     """
     if episodes < 1:
         raise DemoError(f"--episodes: expected a positive count, got {episodes}")
     policy = get_expert(game, expert)
-    played = expert_episodes(game, policy, episodes, seed, settings, progress)
+    played = expert_episodes(game, policy, episodes, seed, settings, progress, dart=dart)
     print(returns_table([e.trajectory for e in played], [e.seed for e in played]))
     kept = [e for e in played if min_return is None or e.score >= min_return]
     if min_return is not None:
@@ -198,7 +227,15 @@ def record_demos(
     meta = demo_meta(game, policy, seed, [e.seed for e in kept], settings)
     if min_return is not None:
         meta["min_return"] = min_return
-    path = Path(out) if out is not None else DEMO_DIR / demo_filename(game, policy.name, len(kept))
+    name = policy.name
+    if dart > 0:
+        meta["dart"] = {
+            "probability": dart,
+            "note": "each step the env executed a uniformly random action with this probability; "
+            "`actions` hold the expert's choice, rewards and next frames the executed action's",
+        }
+        name += f"-dart{dart:g}"
+    path = Path(out) if out is not None else DEMO_DIR / demo_filename(game, name, len(kept))
     save_demos(path, [e.trajectory for e in kept], meta)
     print(
         f"wrote {path} ({path.stat().st_size:,} bytes, {len(kept)} episodes, "

@@ -3,6 +3,7 @@
 Examples:
   python -m runners.demos --game Pong --episodes 20
   python -m runners.demos --game CartPole --expert ppo   # expert_demos/experts/ppo-CartPole-v1.zip
+  python -m runners.demos --game Pong --expert tracker --episodes 20 --dart 0.1   # with recoveries
   python -m runners.demos --game Breakout --expert path/to/dqn-BreakoutNoFrameskip-v4.zip
   python -m runners.demos --game CartPole --import-iq-learn CartPole-v1_1000.pkl --trust-pickle
 
@@ -32,6 +33,11 @@ class Config:
     seed: int = arg(0, "seed of the first episode; episode i uses seed + i")
     out: str | None = arg(None, "output .npz (default expert_demos/<Game>_<expert>_<N>ep.npz)")
     min_return: float | None = arg(None, "keep only episodes with a return at or above this")
+    dart: float = arg(
+        0.0,
+        "DART noise: per step, the probability that the env executes a random action instead of "
+        "the expert's (the demo keeps the expert's); shows the expert recovering from mistakes",
+    )
     import_iq_learn: str | None = arg(
         None, "convert this official IQ-Learn expert file (.pkl / .npy) instead of recording"
     )
@@ -60,6 +66,7 @@ def run(config: Config) -> Path:
         out=Path(config.out) if config.out else None,
         min_return=config.min_return,
         progress=config.progress,
+        dart=config.dart,
     )
 
 

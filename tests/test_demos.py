@@ -354,3 +354,25 @@ def test_find_demos_prefers_most_episodes(tmp_path: Path) -> None:
     assert find_demos("ALE/Pong-v5", tmp_path) == tmp_path / "reference" / "Pong_planner_20ep.npz"
     (tmp_path / "Pong_random_20ep.npz").touch()  # a tie: the user's own set wins
     assert find_demos("pong", tmp_path) == tmp_path / "Pong_random_20ep.npz"
+
+
+def test_dart_noise_keeps_the_experts_actions_at_perturbed_states(tmp_path: Path) -> None:
+    """DART demos: the env executes random actions now and then, the file keeps the expert's."""
+    from iq_atari.rollout import record_demos
+
+    path = record_demos(
+        "CartPole", None, 2, seed=0, out=tmp_path / "d.npz", progress=False, dart=0.3
+    )
+    noisy = load_demos(path)
+    assert noisy.meta["dart"]["probability"] == 0.3
+    expert = get_expert("CartPole")
+    for trajectory in noisy.trajectories:  # the controller reads the observation only
+        labels = [expert.act(obs, None) for obs in trajectory.obs[:-1]]
+        assert trajectory.actions.tolist() == labels
+    clean = collect_episodes("CartPole", expert, 2, seed=0, progress=False)
+    assert [t.ret for t in clean] == [500.0, 500.0]
+    for a, b in zip(clean, noisy.trajectories, strict=True):  # same starts, then the noise acts
+        assert np.array_equal(a.obs[0], b.obs[0])
+        assert not np.allclose(a.obs[:50], b.obs[:50])
+    with pytest.raises(DemoError, match="--dart: expected a probability in"):
+        record_demos("CartPole", None, 1, seed=0, out=tmp_path / "e.npz", dart=1.0)
