@@ -23,7 +23,7 @@ opt = $(if $(2),$(1) $(2))
 
 help:
 	@echo "make install | test | test-all | lint | format"
-	@echo "make demos GAME=Pong [EPISODES=N] [EXPERT=name-or-path] [SEED=S]"
+	@echo "make demos GAME=Pong [EPISODES=N] [EXPERT=name-or-path] [SEED=S] [DART=p]"
 	@echo "make train GAME=Pong [STEPS=N] [MODE=offline|online] [DEMOS=path] [SEED=S]"
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
@@ -50,7 +50,7 @@ format:
 	$(PYTHON) -m ruff check --fix .
 
 demos:
-	$(PYTHON) -m runners.demos --game $(GAME) --seed $(SEED) $(call opt,--episodes,$(EPISODES)) $(call opt,--expert,$(EXPERT)) $(ARGS)
+	$(PYTHON) -m runners.demos --game $(GAME) --seed $(SEED) $(call opt,--episodes,$(EPISODES)) $(call opt,--expert,$(EXPERT)) $(call opt,--dart,$(DART)) $(ARGS)
 
 train:
 	$(PYTHON) -m runners.train --game $(GAME) --seed $(SEED) $(call opt,--steps,$(STEPS)) $(call opt,--mode,$(MODE)) $(call opt,--demos,$(DEMOS)) $(call opt,--algo,$(ALGO)) $(ARGS)
