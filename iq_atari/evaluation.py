@@ -151,7 +151,50 @@ def action_agreement(
             end = min(start + chunk, len(trajectory.actions))
             chosen.append(np.asarray(policy_fn(obs[start:end])))
         expert.append(np.asarray(trajectory.actions))
-    expert_actions, actions = np.concatenate(expert), np.concatenate(chosen)
+    return _agreement(np.concatenate(expert), np.concatenate(chosen), n_actions)
+
+
+def expert_agreement_on_agent_states(
+    policy_fn: PolicyFn,
+    expert: Expert,
+    game: str,
+    episodes: int,
+    seed: int,
+    settings: AtariSettings | None = None,
+) -> dict:
+    """`action_agreement` on the states the *policy* visits (the DAgger question): the policy
+    plays `episodes` games (episode i from seed + i, evaluation settings), and on each step the
+    expert is asked what it would do there. High agreement on the demos with low agreement here
+    means the policy fails where its own mistakes take it, not on the expert's states. The expert
+    must not change the game when asked (the Pong tracker and classic controllers do not; the
+    Pong planner's look-ahead tracks its own committed actions, so it does not fit here).
+    Adds the policy's raw `scores`."""
+    from iq_atari.rollout import run_episode
+
+    spec = resolve_game(game)
+    env = make_env(game, seed, settings=eval_settings(settings) if spec.is_atari else None)
+    expert_actions: list[int] = []
+    actions: list[int] = []
+
+    def play(obs: np.ndarray) -> int:
+        action = int(np.asarray(policy_fn(np.asarray(obs)[None]))[0])
+        expert_actions.append(int(expert.act(obs, env)))
+        actions.append(action)
+        return action
+
+    try:
+        n_actions = int(env.action_space.n)
+        scores = [
+            run_episode(env, play, seed + i, on_reset=lambda: expert.reset(env)).score
+            for i in range(episodes)
+        ]
+    finally:
+        env.close()
+    result = _agreement(np.asarray(expert_actions), np.asarray(actions), n_actions)
+    return {**result, "scores": scores}
+
+
+def _agreement(expert_actions: np.ndarray, actions: np.ndarray, n_actions: int) -> dict:
     counts = np.bincount(expert_actions, minlength=n_actions)
     recall = [
         float(np.mean(actions[expert_actions == a] == a)) if counts[a] else None

@@ -12,6 +12,7 @@ from iq_atari.evaluation import (
     EPSILONS,
     RewardCorrelation,
     action_agreement,
+    expert_agreement_on_agent_states,
     pearson,
     plot_reward_correlation,
     rankdata,
@@ -154,3 +155,20 @@ def test_action_agreement_reports_recall_of_rare_actions():
     assert noop["expert_share"] == [0.9, 0.0, 0.1] and noop["recall"] == [1.0, None, 0.0]
     half = action_agreement(moves_on_steps_0_and_10, [trajectory], 4, 3, chunk=7)
     assert half["recall"] == [1.0, None, 0.5] and half["accuracy"] == 0.95 and half["steps"] == 40
+
+
+def test_expert_agreement_on_agent_states_asks_the_expert_where_the_policy_goes():
+    expert = get_expert("CartPole")  # the controller reads the observation only
+
+    def controller(obs):
+        return np.array([expert.act(o, None) for o in obs])
+
+    def always_left(obs):
+        return np.zeros(len(obs), dtype=np.int64)
+
+    same = expert_agreement_on_agent_states(controller, get_expert("CartPole"), "CartPole", 2, 0)
+    assert same["accuracy"] == 1.0 and same["scores"] == [500.0, 500.0] and same["steps"] == 1000
+    left = expert_agreement_on_agent_states(always_left, get_expert("CartPole"), "CartPole", 2, 0)
+    # Pushing left topples the pole within a few dozen steps; the expert wants right there.
+    assert max(left["scores"]) < 30 and left["steps"] == sum(left["scores"])
+    assert left["recall"] == [1.0, 0.0] and left["expert_share"][1] > 0.5
