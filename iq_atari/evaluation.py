@@ -217,9 +217,12 @@ def epsilon_policy(
     The expert is asked every step (scripted experts may track the game), even when overruled.
     """
 
+    from iq_atari.rollout import random_action_noise
+
+    noise = random_action_noise(epsilon, n_actions, rng)
+
     def act(obs: np.ndarray) -> int:
-        action = expert.act(obs, env)
-        return int(rng.integers(n_actions)) if rng.random() < epsilon else action
+        return noise(expert.act(obs, env))
 
     return act
 

@@ -117,13 +117,14 @@ def expert_episodes(
             file=sys.stderr,
         )
         for i in bar:
+            noise = random_action_noise(dart, n_actions, np.random.default_rng(seed + i))
             episode = run_episode(
                 env,
                 lambda obs: expert.act(obs, env),
                 seed + i,
                 on_reset=lambda: expert.reset(env),
                 render=render,
-                perturb=_dart_noise(dart, n_actions, seed + i) if dart > 0 else None,
+                perturb=noise if dart > 0 else None,
             )
             out.append(episode)
             bar.set_postfix(ret=f"{episode.score:g}", len=episode.length)
@@ -132,9 +133,10 @@ def expert_episodes(
     return out
 
 
-def _dart_noise(probability: float, n_actions: int, seed: int) -> Callable[[int], int]:
+def random_action_noise(
+    probability: float, n_actions: int, rng: np.random.Generator
+) -> Callable[[int], int]:
     """With `probability`, a uniformly random action in place of the given one."""
-    rng = np.random.default_rng(seed)
 
     def perturb(action: int) -> int:
         return int(rng.integers(n_actions)) if rng.random() < probability else action
