@@ -2,7 +2,8 @@
 
 V(s) = alpha * logsumexp(Q(s, .) / alpha); the policy is softmax(Q(s, .) / alpha), and greedy
 play takes the argmax. The reward the agent has recovered is
-r(s, a) = Q(s, a) - gamma * (1 - terminated) * V(s').
+r(s, a) = Q(s, a) - gamma * (1 - terminated) * V(s'), or with an absorbing state (`absorbing`)
+r(s, a) = Q(s, a) - gamma * V_abs at a termination, V_abs learned.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class SoftQAgent(nn.Module):
 
     `learn_alpha=True` makes log(alpha) a parameter (trained by the learner against a target
     entropy); otherwise alpha is a fixed buffer saved with the weights.
+
+    `absorbing=True` adds `v_absorb`, the learned value of the absorbing state that every
+    termination leads to (DAC, Kostrikov et al. 2019), in place of a fixed V = 0 after the end.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class SoftQAgent(nn.Module):
         alpha: float = 1e-3,
         learn_alpha: bool = False,
         use_target: bool = False,
+        absorbing: bool = False,
     ):
         super().__init__()
         if alpha <= 0:
@@ -46,6 +51,9 @@ class SoftQAgent(nn.Module):
             self.log_alpha = nn.Parameter(log_alpha)
         else:
             self.register_buffer("log_alpha", log_alpha)
+        self.v_absorb: nn.Parameter | None = None
+        if absorbing:
+            self.v_absorb = nn.Parameter(torch.zeros(()))
 
     @property
     def device(self) -> torch.device:
@@ -55,6 +63,11 @@ class SoftQAgent(nn.Module):
     def alpha(self) -> torch.Tensor:
         """The temperature, detached: losses on Q never move alpha."""
         return self.log_alpha.detach().exp()
+
+    def q_parameters(self) -> list[nn.Parameter]:
+        """What the IQ loss trains: the Q network, and V_abs with an absorbing state."""
+        extra = [] if self.v_absorb is None else [self.v_absorb]
+        return [*self.q_net.parameters(), *extra]
 
     def q(self, obs: torch.Tensor) -> torch.Tensor:
         """Q(s, .) for a batch of raw observations: (B, n_actions)."""
@@ -108,9 +121,12 @@ class SoftQAgent(nn.Module):
         terminated: torch.Tensor,
         gamma: float,
     ) -> torch.Tensor:
-        """r(s, a) = Q(s, a) - gamma * (1 - terminated) * V(s'), with the online network. (B,)."""
+        """r(s, a) = Q(s, a) - gamma * (1 - terminated) * V(s'), with the online network; with an
+        absorbing state a termination bootstraps from V_abs instead. (B,)."""
         q_sa = self.q(obs).float().gather(1, actions.long().view(-1, 1)).squeeze(1)
         next_v = self.v(next_obs)
+        if self.v_absorb is not None:
+            return q_sa - gamma * torch.where(terminated.bool(), self.v_absorb, next_v)
         return q_sa - gamma * (1.0 - terminated.float()) * next_v
 
     def policy_entropy(self, q: torch.Tensor) -> torch.Tensor:

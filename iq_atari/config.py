@@ -62,6 +62,11 @@ class TrainConfig:
     next_v: Literal["online", "target"] = _opt("online", "V(s') from the online or a target net")
     tau: float = _opt(1.0, "target update rate (1 = hard copy)")
     target_interval: int = _opt(1000, "updates between target updates", positive=True)
+    absorbing: bool = _opt(
+        False,
+        "IQ: terminations lead to an absorbing state with a learned value instead of V = 0 "
+        "(DAC; helps online LunarLander at 10k updates, hurts at 40k: docs/RESULTS.md)",
+    )
     grad_penalty: float = _opt(0.0, "gradient penalty weight (online only; 0 = off)")
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")

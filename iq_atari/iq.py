@@ -22,6 +22,14 @@ rewards on its own states, so ending an episode early looks good: V = 0 after te
 `v0` + `policy` reached >= 486 on 10/10 but collapsed on 1 in 20 CartPole transitions and on
 LunarLander (docs/RESULTS.md, "Online IQ"); `value_expert` + `policy` reached >= 475 on 8/10
 (239 and 367 on the other two) and held up on those grids, so it is the online default.
+
+Absorbing state (`absorbing_rows`, DAC: Kostrikov et al. 2019): with V = 0 after a termination
+the recovered reward fixes the value of ending, and IQ learns negative rewards on the agent's
+own states, so ending early pays (an online LunarLander agent crashed in 4 of 10 episodes).
+With it, a termination bootstraps from a learned V_abs and each terminated row brings one
+self-transition of the absorbing state (r = (1 - gamma) V_abs). Opt-in (`absorbing`): it
+learns faster early, but V_abs grows above the expert's values and ends worse at 40k updates
+(docs/RESULTS.md, "Absorbing state").
 """
 
 from __future__ import annotations
@@ -146,6 +154,32 @@ def iq_loss(
     return loss, metrics
 
 
+def absorbing_rows(
+    q_sa: torch.Tensor,
+    v: torch.Tensor,
+    next_v: torch.Tensor,
+    terminated: torch.Tensor,
+    is_expert: torch.Tensor,
+    v_absorb: torch.Tensor,
+    q_policy: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """The batch with an absorbing state: terminated rows bootstrap from `v_absorb` (a 0-d
+    tensor) instead of 0, and one absorbing self-transition (Q = V = V' = V_abs) per terminated
+    row joins the batch on that row's side (expert or agent), as DAC adds one per episode end.
+
+    Returns (q_sa, v, next_v, terminated, is_expert, q_policy) for `iq_loss`; `terminated` is
+    all False afterwards (no row ends in V = 0).
+    """
+    ended = terminated.bool()
+    absorb = v_absorb.expand(int(ended.sum()))
+    next_v = torch.where(ended, v_absorb, next_v)
+    q_sa, v, next_v = (torch.cat([x, absorb]) for x in (q_sa, v, next_v))
+    is_expert = torch.cat([is_expert, is_expert[ended]])
+    if q_policy is not None:
+        q_policy = torch.cat([q_policy, absorb])
+    return q_sa, v, next_v, torch.zeros_like(is_expert), is_expert, q_policy
+
+
 def gradient_penalty(
     net: torch.nn.Module,
     expert_obs: torch.Tensor,
@@ -201,7 +235,7 @@ class IQLearner:
         self.agent = agent
         self.config = config
         self.device = agent.device
-        self.optimizer = torch.optim.Adam(agent.q_net.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(agent.q_parameters(), lr=config.lr)
         self.alpha_optimizer = None
         if isinstance(agent.log_alpha, torch.nn.Parameter):
             self.alpha_optimizer = torch.optim.Adam([agent.log_alpha], lr=config.lr)
@@ -242,9 +276,12 @@ class IQLearner:
                 probs = torch.softmax(q_obs.detach() / agent.alpha, dim=-1).cpu()
                 sampled = torch.multinomial(probs, 1, generator=self.generator).to(self.device)
             q_policy = q_obs.gather(1, sampled).squeeze(1)
-        loss, metrics = iq_loss(
-            q_sa, agent.value(q_obs), next_v, terminated, is_expert, cfg.loss, v_init, q_policy
-        )
+        rows = (q_sa, agent.value(q_obs), next_v, terminated, is_expert)
+        if agent.v_absorb is not None:
+            *rows, q_policy = absorbing_rows(*rows, agent.v_absorb, q_policy)
+        loss, metrics = iq_loss(*rows, cfg.loss, v_init, q_policy)
+        if agent.v_absorb is not None:
+            metrics["v_absorb"] = agent.v_absorb.detach().clone()
         if cfg.grad_penalty > 0:
             if agent_batch is None:
                 raise InputError("the gradient penalty needs agent samples (online mode)")

@@ -76,6 +76,7 @@ def make_learner(
         alpha=config.alpha,
         learn_alpha=config.learn_alpha,
         use_target=config.next_v == "target",
+        absorbing=config.absorbing,
     ).to(device)
     learner_config = IQLearnerConfig(
         loss_config(config),

@@ -79,6 +79,7 @@ class Config:
         None, "updates between evaluations (learning curves)", positive=True
     )
     reward_check_episodes: int = arg(3, "episodes per policy of the IQ reward check (0: off)")
+    absorbing: bool = arg(False, "IQ runs: an absorbing state for terminations (train's flag)")
     threads: int | None = arg(None, "torch CPU threads (default: the game family's)")
     progress: bool = arg(True, "show a progress bar over the grid")
 
@@ -116,6 +117,7 @@ def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Pa
         tensorboard=False,
         progress=False,
         subsample=config.subsample or 1,
+        absorbing=config.absorbing and algo == "iq",
     )
 
 

@@ -59,6 +59,19 @@ def test_recovered_reward_bootstraps_only_without_termination():
     torch.testing.assert_close(reward, torch.tensor([3.0 - 0.9 * v1, 1.0]))
 
 
+def test_recovered_reward_with_an_absorbing_state_bootstraps_from_its_value():
+    agent = SoftQAgent(FixedQ([[1.0, 3.0], [2.0, 2.0]]), 2, alpha=1.0, absorbing=True)
+    assert agent.v_absorb is not None and agent.v_absorb.item() == 0.0
+    with torch.no_grad():
+        agent.v_absorb.fill_(5.0)
+    obs, actions, next_obs = torch.tensor([0, 0]), torch.tensor([1, 0]), torch.tensor([1, 1])
+    reward = agent.recovered_reward(obs, actions, next_obs, torch.tensor([False, True]), 0.9)
+    v1 = 2.0 + math.log(2.0)
+    torch.testing.assert_close(reward, torch.tensor([3.0 - 0.9 * v1, 1.0 - 0.9 * 5.0]))
+    assert "v_absorb" in agent.state_dict()  # saved and restored with the weights
+    assert agent.q_parameters()[-1] is agent.v_absorb
+
+
 def test_target_network_soft_and_hard_updates():
     torch.manual_seed(0)
     agent = SoftQAgent(MLP(3, 2, hidden=(4,)), 2, use_target=True)

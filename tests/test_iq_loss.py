@@ -20,6 +20,7 @@ from iq_atari.iq import (
     IQLearner,
     IQLearnerConfig,
     IQLossConfig,
+    absorbing_rows,
     gradient_penalty,
     iq_loss,
 )
@@ -112,6 +113,43 @@ def test_terminated_rows_do_not_bootstrap_truncation_does():
     assert loss.item() == pytest.approx(0.7225)
     b["next_v"][0] = 1000.0  # not terminated (e.g. a time-limit end): it must matter
     assert iq_loss(**b, config=IQLossConfig(gamma=GAMMA))[0].item() != pytest.approx(0.7225)
+
+
+def test_absorbing_state_prices_the_termination():
+    # V_abs = 2: the terminated expert row 1 bootstraps from it (y = 1.8, r = -1.3) and an
+    # absorbing self-transition joins the expert rows (Q = V = V' = 2: r = v - y = 0.2).
+    b = batch()
+    v_absorb = torch.tensor(2.0, requires_grad=True)
+    *rows, q_policy = absorbing_rows(*b.values(), v_absorb)
+    q_sa, v, next_v, terminated, is_expert = rows
+    assert q_policy is None and not terminated.any()
+    assert is_expert.tolist() == [True, True, False, False, True]
+    torch.testing.assert_close(next_v, torch.tensor([2.0, 2.0, 3.0, 1.0, 2.0]))
+    loss, m = iq_loss(*rows, config=IQLossConfig(gamma=GAMMA))
+    softq = -(-0.8 - 1.3 + 0.2) / 3
+    value = (-0.3 - 0.8 + 0.2) / 3
+    chi2 = (0.64 + 1.69 + 0.04) / 3 / (4 * 0.5)
+    assert loss.item() == pytest.approx(softq + value + chi2)
+    loss.backward()
+    # The expert and value terms cancel in V_abs (chi2: the end is priced by the regulariser):
+    # d/dV_abs = 2 (r1 (-0.9) + r4 (1 - 0.9)) / (3 rows * 2) = (2.34 + 0.04) / 6.
+    assert v_absorb.grad.item() == pytest.approx(2.38 / 6)
+    # An agent row that ended adds its absorbing row on the agent side, with Q(abs, pi) = V_abs.
+    b = batch()
+    b["terminated"] = torch.tensor([False, False, False, True])
+    *_, is_expert, q_policy = absorbing_rows(*b.values(), v_absorb, torch.zeros(4))
+    assert is_expert.tolist() == [True, True, False, False, False]
+    assert q_policy.tolist() == [0.0, 0.0, 0.0, 0.0, 2.0]
+
+
+def test_learner_trains_the_absorbing_value():
+    rng = np.random.default_rng(0)
+    agent = SoftQAgent(MLP(3, 2), 2, alpha=0.1, absorbing=True)
+    learner = IQLearner(agent, IQLearnerConfig(lr=1e-2))
+    metrics = learner.update(_batch(rng, 4), None)  # nothing ends: V_abs plays no part
+    assert agent.v_absorb.item() == 0.0 and metrics["v_absorb"].item() == 0.0
+    learner.update(_batch(rng, 4, terminated=True), None)
+    assert agent.v_absorb.item() != 0.0
 
 
 def test_unknown_options_raise_input_errors():

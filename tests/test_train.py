@@ -126,6 +126,40 @@ def test_run_directory_checkpoints_and_exact_resume(cartpole_one_demo, tmp_path)
     assert learner.act(np.zeros((1, 4), np.float32), greedy=True).shape == (1,)
 
 
+def test_absorbing_value_is_trained_saved_and_loaded(cartpole_one_demo, tmp_path):
+    run_dir = tmp_path / "run"
+    config = TrainConfig(
+        game="CartPole",
+        mode="online",
+        demos=str(cartpole_one_demo),
+        absorbing=True,
+        steps=60,
+        learning_starts=100,  # the random steps before learning end episodes: terminations
+        eval_interval=60,
+        eval_episodes=1,
+        run_dir=str(run_dir),
+        **FAST,
+    )
+    train(config)
+    learner, saved = load_learner(run_dir / "checkpoints" / "last.pt")
+    assert saved.absorbing and learner.agent.v_absorb.item() != 0.0
+    # Runs saved before the option existed load without it.
+    plain, _ = load_learner(_without_absorbing(run_dir, tmp_path))
+    assert plain.agent.v_absorb is None
+
+
+def _without_absorbing(run_dir, tmp_path):
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
+    del state["config"]["absorbing"]
+    state["learner"]["agent"].pop("v_absorb")
+    optimizer = state["learner"]["optimizer"]
+    last = optimizer["param_groups"][0]["params"].pop()  # V_abs comes after the Q weights
+    optimizer["state"].pop(last)
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    return path
+
+
 def test_atari_offline_and_online_smoke(tmp_path):
     # A tiny Pong demo file: random play, episodes cut at 200 frames (50 agent steps).
     settings = AtariSettings(max_episode_frames=200)
@@ -174,6 +208,7 @@ def test_presets_and_bad_combinations():
     assert online.lr == 1e-3
     # V(s') comes from the online net unless asked otherwise, in both modes.
     assert (online.next_v, online.tau, online.target_interval) == ("online", 1.0, 1000)
+    assert not online.absorbing and not atari.absorbing  # opt-in (docs/RESULTS.md)
     with pytest.raises(InputError, match="offline only"):
         resolve_config(TrainConfig(algo="bc", mode="online"))
     with pytest.raises(InputError, match="online"):
