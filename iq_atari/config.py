@@ -32,6 +32,11 @@ class TrainConfig:
     num_demos: int | None = _opt(
         None, "use the first N episodes of the demos (default all)", positive=True
     )
+    demo_draw: int | None = _opt(
+        None,
+        "train on --num-demos episodes drawn at random with this seed instead of the first N "
+        "(to measure how much the choice of demos matters)",
+    )
     subsample: int = _opt(
         1,
         "use every k-th transition of each demo episode (official expert.subsample_freq)",

@@ -90,6 +90,16 @@ def make_learner(
     return IQLearner(agent, learner_config, v0_obs, seed=config.seed)
 
 
+def demo_episodes(available: int, num: int | None, draw: int | None) -> list[int]:
+    """Which episodes of a demo file a run trains on, in file order: the first `num` (all when
+    None), or with `draw` a seed, `num` drawn at random without replacement."""
+    num = available if num is None else min(num, available)
+    if draw is None:
+        return list(range(num))
+    chosen = np.random.default_rng(draw).choice(available, size=num, replace=False)
+    return sorted(int(i) for i in chosen)
+
+
 def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, TrainConfig]:
     """A trained learner (e.g. for videos) and its config, from a checkpoint or a run directory."""
     path = Path(checkpoint)
@@ -212,7 +222,8 @@ class TrainingRun:
         obs_space, n_actions = env.observation_space, int(env.action_space.n)
         check_env_match(demos, env)
         env.close()
-        trajectories = demos.trajectories[: config.num_demos]
+        self.demo_episodes = demo_episodes(len(demos), config.num_demos, config.demo_draw)
+        trajectories = [demos.trajectories[i] for i in self.demo_episodes]
         self.num_demos = len(trajectories)
         self.expert_return = float(np.mean([t.ret for t in trajectories]))
         self.expert = expert_buffer(
@@ -463,6 +474,7 @@ class TrainingRun:
             "best_update": state.best_update,
             "expert_mean_return": self.expert_return,
             "num_demos": self.num_demos,
+            "demo_episodes": self.demo_episodes,
             "run_dir": str(self.run_dir),
         }
         if config.algo == "iq" and config.reward_check_episodes > 0:

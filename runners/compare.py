@@ -80,6 +80,12 @@ class Config:
     )
     reward_check_episodes: int = arg(3, "episodes per policy of the IQ reward check (0: off)")
     absorbing: bool = arg(False, "IQ runs: an absorbing state for terminations (train's flag)")
+    draw_demos: bool = arg(
+        False,
+        "seed S trains every method on N demo episodes drawn with seed S (default: the first N "
+        "for every seed); with more episodes in the file than N, the spread over seeds then "
+        "includes the choice of demos",
+    )
     threads: int | None = arg(None, "torch CPU threads (default: the game family's)")
     progress: bool = arg(True, "show a progress bar over the grid")
 
@@ -118,6 +124,7 @@ def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Pa
         progress=False,
         subsample=config.subsample or 1,
         absorbing=config.absorbing and algo == "iq",
+        demo_draw=seed if config.draw_demos else None,
     )
 
 
@@ -250,6 +257,8 @@ def write_table(rows: list[dict], config: Config, baselines: dict, path: Path) -
         f"{config.seeds} seeds per cell, {rows[0]['updates']} updates per run, "
         f"{config.eval_episodes} greedy evaluation episodes per run"
         + (f", every {config.subsample}th demo transition" if (config.subsample or 1) > 1 else "")
+        + (", demo episodes drawn per seed" if config.draw_demos else "")
+        + (", IQ with an absorbing state" if config.absorbing else "")
         + ".",
         f"Expert {expert['mean']:.1f} ± {expert['std']:.1f} ({expert['source']}); "
         f"random {rand['mean']:.1f} ± {rand['std']:.1f}. "

@@ -116,3 +116,9 @@ def test_every_method_gets_the_same_demo_subset(tmp_path):
             4,
         )
     assert compare.train_config(compare.Config(), "bc", 1, 0, tmp_path).subsample == 1
+    # --draw-demos: seed S draws with seed S, the same for every method; IQ-only options stay IQ.
+    drawn = compare.Config(draw_demos=True, absorbing=True)
+    cells = [compare.train_config(drawn, m, 3, 2, tmp_path / m) for m in compare.METHODS]
+    assert [c.demo_draw for c in cells] == [2, 2, 2]
+    assert [c.absorbing for c in cells] == [True, True, False]  # iq-offline, iq-online, bc
+    assert compare.train_config(compare.Config(), "bc", 1, 0, tmp_path).demo_draw is None

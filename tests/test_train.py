@@ -12,7 +12,7 @@ import torch
 from iq_atari.envs import AtariSettings
 from iq_atari.errors import InputError
 from iq_atari.rollout import record_demos
-from iq_atari.train import TrainConfig, load_learner, resolve_config, train
+from iq_atari.train import TrainConfig, demo_episodes, load_learner, resolve_config, train
 from runners import train as train_runner
 
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0)
@@ -158,6 +158,27 @@ def _without_absorbing(run_dir, tmp_path):
     path = tmp_path / "old.pt"
     torch.save(state, path)
     return path
+
+
+def test_demo_draws_pick_seeded_subsets(cartpole_one_demo, tmp_path):
+    assert demo_episodes(10, 3, None) == [0, 1, 2] and demo_episodes(4, None, None) == [0, 1, 2, 3]
+    draws = {tuple(demo_episodes(30, 3, seed)) for seed in range(5)}
+    assert len(draws) == 5  # different seeds, different subsets
+    for subset in draws:
+        assert len(set(subset)) == 3 and list(subset) == sorted(subset) and max(subset) < 30
+    assert demo_episodes(30, 3, 7) == demo_episodes(30, 3, 7)
+    assert demo_episodes(1, 1, 7) == [0]
+    config = TrainConfig(
+        game="CartPole",
+        demos=str(cartpole_one_demo),
+        demo_draw=3,
+        steps=10,
+        eval_interval=10,
+        eval_episodes=1,
+        run_dir=str(tmp_path / "run"),
+        **FAST,
+    )
+    assert train(config)["demo_episodes"] == [0]  # recorded in eval.json
 
 
 def test_atari_offline_and_online_smoke(tmp_path):
