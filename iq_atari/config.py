@@ -160,6 +160,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     config = dataclasses.replace(config, game=spec.name, **values)
     if config.algo == "bc" and config.mode == "online":
         raise InputError("--algo bc trains offline only; use --mode offline")
+    if config.absorbing and config.algo == "bc":
+        raise InputError("--absorbing is an IQ option (BC has no value to bootstrap)")
     if config.grad_penalty > 0 and config.mode == "offline":
         raise InputError("--grad-penalty needs agent samples; use --mode online")
     if config.resume and config.run_dir is None:

@@ -234,6 +234,8 @@ def test_presets_and_bad_combinations():
         resolve_config(TrainConfig(algo="bc", mode="online"))
     with pytest.raises(InputError, match="online"):
         resolve_config(TrainConfig(grad_penalty=10.0))
+    with pytest.raises(InputError, match="--absorbing"):
+        resolve_config(TrainConfig(algo="bc", absorbing=True))
     with pytest.raises(InputError, match="run-dir"):
         resolve_config(TrainConfig(resume=True))
     with pytest.raises(InputError, match="expected one of"):
