@@ -73,6 +73,11 @@ class TrainConfig:
         "(DAC; helps online LunarLander at 10k updates, hurts at 40k: docs/RESULTS.md)",
     )
     grad_penalty: float = _opt(0.0, "gradient penalty weight (online only; 0 = off)")
+    augment_shift: int = _opt(
+        0,
+        "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
+        "offset per sample (DrQ uses 4; 0 = off)",
+    )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
     bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
@@ -162,6 +167,12 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise InputError("--algo bc trains offline only; use --mode offline")
     if config.absorbing and config.algo == "bc":
         raise InputError("--absorbing is an IQ option (BC has no value to bootstrap)")
+    if config.augment_shift < 0:
+        raise InputError(f"--augment-shift must be >= 0 pixels, got {config.augment_shift}")
+    if config.augment_shift and not spec.is_atari:
+        raise InputError(
+            f"--augment-shift shifts image frames; {spec.name} has vector observations"
+        )
     if config.grad_penalty > 0 and config.mode == "offline":
         raise InputError("--grad-penalty needs agent samples; use --mode online")
     if config.resume and config.run_dir is None:

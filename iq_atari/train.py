@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from iq_atari.agent import SoftQAgent
+from iq_atari.augment import shift_batch
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
 from iq_atari.collector import REPLAY_FILE, Collector
 from iq_atari.config import TrainConfig, config_from_dict, loss_config, parse_hidden, resolve_config
@@ -308,6 +309,10 @@ class TrainingRun:
                 state.env_steps = env_steps_before + self.collector.steps
                 agent_batch = self.collector.buffer.sample(config.batch_size, self.rng)
             expert_batch = self.expert.sample(config.batch_size, self.rng)
+            if config.augment_shift:
+                expert_batch = shift_batch(expert_batch, config.augment_shift, self.rng)
+                if agent_batch is not None:
+                    agent_batch = shift_batch(agent_batch, config.augment_shift, self.rng)
             metrics = self.learner.update(expert_batch, agent_batch)
             state.updates += 1
             self.bar.update(1)

@@ -211,6 +211,7 @@ def test_atari_offline_and_online_smoke(tmp_path):
             replay_size=64,
             learning_starts=20,
             n_envs=2,
+            augment_shift=4,
             run_dir=str(tmp_path / "online"),
             **small,
         )
@@ -238,6 +239,10 @@ def test_presets_and_bad_combinations():
         resolve_config(TrainConfig(algo="bc", absorbing=True))
     with pytest.raises(InputError, match="run-dir"):
         resolve_config(TrainConfig(resume=True))
+    with pytest.raises(InputError, match="--augment-shift.*vector observations"):
+        resolve_config(TrainConfig(game="CartPole", augment_shift=4))
+    with pytest.raises(InputError, match="--augment-shift must be >= 0"):
+        resolve_config(TrainConfig(game="Pong", augment_shift=-1))
     with pytest.raises(InputError, match="expected one of"):
         resolve_config(TrainConfig(divergence="tv"))
 
