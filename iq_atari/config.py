@@ -76,7 +76,7 @@ class TrainConfig:
     augment_shift: int = _opt(
         0,
         "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
-        "offset per sample (DrQ uses 4; 0 = off)",
+        "offset per sample (DrQ uses 4; 0 = off; did not help offline Pong: docs/RESULTS.md)",
     )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
