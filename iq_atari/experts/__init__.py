@@ -1,12 +1,16 @@
-"""Expert policies behind one interface (`Expert`): scripted (RAM-reading Atari planners,
-classic-control controllers), and stable-baselines3 / RL-Zoo checkpoints (.zip).
+"""Expert policies behind one interface (`Expert`): RL agents on RAM features (`ppo-ram`),
+scripted ones (RAM-reading Atari planners, classic-control controllers), and
+stable-baselines3 / RL-Zoo checkpoints (.zip).
 
-`get_expert(game)` gives the game's default expert; `get_expert(game, "name")` a named one;
-`get_expert(game, "path/to/model.zip")` loads a checkpoint.
+`get_expert(game)` gives the game's default expert: its shipped RAM agent where one ships, else
+its scripted expert, else a shipped SB3 checkpoint. `get_expert(game, "name")` gives a named
+one; `get_expert(game, "path/to/model.zip")` loads a checkpoint (a RAM agent when its .json
+says it observes RAM features).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +28,7 @@ __all__ = [
     "shipped_expert_name",
 ]
 ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
+RAM_ALGO = "ppo-ram"
 
 
 def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:
@@ -42,13 +47,17 @@ def shipped_expert_name(env_id: str, algo: str) -> str:
 
 
 def available_experts(game: str) -> dict[str, Callable[[], Expert]]:
-    """Named experts for `game`: scripted ones (the default first), checkpoints shipped under
-    expert_demos/experts/ by algorithm name ("dqn", "ppo"), and the "random" baseline last."""
+    """Named experts for `game`, the default first: a shipped RAM agent ("ppo-ram"), scripted
+    ones, checkpoints shipped under expert_demos/experts/ by algorithm name ("dqn", "ppo"), and
+    the "random" baseline last."""
     from iq_atari.demos import DEMO_DIR
     from iq_atari.experts.classic import classic_expert
 
     spec = resolve_game(game)
     named: dict[str, Callable[[], Expert]] = {}
+    ram_path = DEMO_DIR / "experts" / shipped_expert_name(spec.env_id, RAM_ALGO)
+    if spec.is_atari and ram_path.is_file():
+        named[RAM_ALGO] = partial(_load_ram, ram_path, spec.env_id)
     if spec.is_atari:
         named.update(_atari_experts().get(spec.env_id, {}))
     else:
@@ -61,6 +70,23 @@ def available_experts(game: str) -> dict[str, Callable[[], Expert]]:
             named[algo] = partial(_load_zoo, path, spec.env_id, algo)
     named["random"] = RandomExpert
     return named
+
+
+def _load_ram(path: Path, game: str) -> Expert:
+    from iq_atari.experts.ram_expert import load_ram_expert
+
+    return load_ram_expert(path, game)
+
+
+def _is_ram_expert(path: Path) -> bool:
+    """A .zip made by `make expert --obs ram`: its name or its .json says so."""
+    if path.name.startswith(RAM_ALGO + "-"):
+        return True
+    info = path.with_suffix(".json")
+    try:
+        return "RAM" in str(json.loads(info.read_text()).get("observes", ""))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _load_zoo(path: Path, game: str, algo: str | None = None) -> Expert:
@@ -98,6 +124,8 @@ def get_expert(game: str, name_or_path: str | None = None) -> Expert:
     if path.suffix == ".zip" or path.exists() or "/" in name_or_path:
         if not path.is_file():
             raise InputError(f"--expert: no such file {name_or_path!r}")
+        if spec.is_atari and _is_ram_expert(path):
+            return _load_ram(path, game)
         return _load_zoo(path, game)
     raise InputError(
         f"--expert: unknown expert {name_or_path!r} for {spec.name}; known: "

@@ -1,0 +1,278 @@
+"""RL experts on RAM features: train PPO on `RamFeatureEnv`, and play it in our pixel env.
+
+`train_ram_expert` trains stable-baselines3 PPO (MLP) on the object features of `ram.py`, in
+parallel envs on every core, with a progress bar showing the rolling training return,
+TensorBoard logs, and a checkpoint every `checkpoint_every` steps that `resume` continues from.
+`RamPolicyExpert` plays the trained policy in any of our envs: it reads the RAM through
+`env.unwrapped.ale` after every step, so the demos it records hold our pixel observations while
+the expert itself never looks at them. Needs the `zoo` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from iq_atari.envs import AtariSettings, resolve_game
+from iq_atari.errors import InputError
+from iq_atari.experts.ram import feature_kind, ram_features
+from iq_atari.utils import atomic_path
+
+RAM_ALGO = "ppo-ram"
+
+
+@dataclass(frozen=True)
+class RamPPOConfig:
+    """PPO settings for RAM-feature experts (CleanRL/RL-Zoo Atari PPO, scaled for an MLP)."""
+
+    n_envs: int = 8
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 2.5e-4  # decays linearly to 0 over the run
+    clip_range: float = 0.1
+    ent_coef: float = 0.01
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    net_arch: tuple[int, ...] = (64, 64)
+
+
+class RamPolicyExpert:
+    """A PPO policy over RAM features, acting greedily in our env (it reads `env.unwrapped.ale`)."""
+
+    def __init__(self, model: Any, path: Path, game: str) -> None:
+        self.model = model
+        self.name = RAM_ALGO
+        self.game = resolve_game(game).env_id
+        self._features = ram_features(game, int(model.action_space.n))
+        if int(model.observation_space.shape[0]) != self._features.size:
+            raise InputError(
+                f"{path}: the model expects {model.observation_space.shape[0]} features, "
+                f"{resolve_game(game).name}'s RAM map gives {self._features.size}"
+            )
+        if int(model.action_space.n) != len(self._features.actions):
+            raise InputError(
+                f"{path}: the model has {model.action_space.n} actions, the RAM agent of "
+                f"{resolve_game(game).name} uses {len(self._features.actions)}"
+            )
+        self.provenance: dict[str, Any] = {
+            "kind": "rl",
+            "algo": "ppo",
+            "observes": f"RAM features ({feature_kind(game)}, {self._features.size} values)",
+            "actions": list(self._features.actions),
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+        score_file = path.with_suffix(".json")
+        if score_file.is_file():
+            self.provenance["score"] = json.loads(score_file.read_text())
+
+    def reset(self, env: gym.Env) -> None:
+        self._features.reset()
+
+    def act(self, obs: np.ndarray, env: gym.Env) -> int:
+        """Features of the RAM now (the step `obs` came from), then the greedy game action."""
+        features = self._features(env.unwrapped.ale.getRAM())
+        action, _ = self.model.predict(features, deterministic=True)
+        return int(self._features.actions[int(action)])
+
+
+def load_ram_expert(path: str | Path, game: str) -> RamPolicyExpert:
+    """Load a RAM-feature PPO checkpoint (.zip) as an expert for `game`; bad files: InputError."""
+    from iq_atari.experts.zoo import CUSTOM_OBJECTS, algo_class
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--expert: no such file {str(path)!r}")
+    try:
+        model = algo_class("ppo").load(path, device="cpu", custom_objects=CUSTOM_OBJECTS)
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as err:
+        raise InputError(f"{path}: not a readable PPO checkpoint ({err})") from err
+    return RamPolicyExpert(model, path, game)
+
+
+def _vec_env(game: str, n_envs: int, seed: int, settings: AtariSettings, workers: int):
+    """n_envs RamFeatureEnvs, stepped in `workers` processes (SB3 SubprocVecEnv) when > 1."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from iq_atari.experts.ram import RamFeatureEnv
+
+    def factory() -> gym.Env:
+        return RamFeatureEnv(game, settings)
+
+    if workers <= 1:
+        return make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+    return make_vec_env(
+        factory,
+        n_envs=n_envs,
+        seed=seed,
+        vec_env_cls=SubprocVecEnv,
+        vec_env_kwargs={"start_method": "fork"},
+    )
+
+
+def _callbacks(total: int, checkpoint: Path, every: int, progress: bool):
+    """A tqdm bar with the rolling training return, and atomic periodic checkpoints."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    class Progress(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(
+                total=total,
+                initial=self.model.num_timesteps,
+                unit="step",
+                desc="ppo-ram",
+                disable=not progress,
+                smoothing=0.05,
+            )
+            self.last_save = self.model.num_timesteps
+
+        def _on_step(self) -> bool:
+            done = self.model.num_timesteps - self.bar.n
+            self.bar.update(done)
+            episodes = [e["r"] for e in self.model.ep_info_buffer]
+            if episodes:
+                self.bar.set_postfix(ret10=f"{np.mean(episodes[-10:]):.1f}", refresh=False)
+            if self.model.num_timesteps - self.last_save >= every:
+                self.last_save = self.model.num_timesteps
+                save_model(self.model, checkpoint)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return Progress()
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save an SB3 model atomically at `path` (.zip), readable by all."""
+    from iq_atari.demos import readable_by_all
+
+    with atomic_path(path, suffix=".zip") as tmp:  # SB3 appends .zip to other names
+        model.save(tmp)
+        readable_by_all(tmp)
+
+
+def train_ram_expert(
+    game: str,
+    steps: int,
+    seed: int,
+    out: Path,
+    *,
+    config: RamPPOConfig | None = None,
+    settings: AtariSettings | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_every: int = 200_000,
+    log_dir: Path | None = None,
+) -> tuple[Any, float]:
+    """Train PPO on RAM features for `steps` agent steps; save `out`; return (model, seconds).
+
+    Checkpoints go to `out` with the suffix `.ckpt.zip` every `checkpoint_every` steps; with
+    `resume`, training continues from that file (its step count, schedule and optimizer).
+    """
+    import torch
+    from stable_baselines3 import PPO
+
+    config = config or RamPPOConfig()
+    settings = settings or AtariSettings()
+    out = Path(out)
+    checkpoint = out.with_name(out.stem + ".ckpt.zip")
+    workers = min(os.cpu_count() or 1, config.n_envs)
+    torch.set_num_threads(1)  # the envs use the other cores; an MLP this small gains nothing
+    env = _vec_env(game, config.n_envs, seed, settings, workers)
+    lr = config.learning_rate
+
+    def schedule(progress_remaining: float) -> float:
+        return progress_remaining * lr
+
+    if resume:
+        if not checkpoint.is_file():
+            raise InputError(f"--resume: no checkpoint {checkpoint} to resume from")
+        try:
+            model = PPO.load(checkpoint, env=env, device="cpu")
+        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as err:
+            raise InputError(f"{checkpoint}: not a readable PPO checkpoint ({err})") from err
+        if int(model.observation_space.shape[0]) != int(env.observation_space.shape[0]):
+            raise InputError(f"{checkpoint}: trained on another game's features")
+    else:
+        model = PPO(
+            "MlpPolicy",
+            env,
+            n_steps=config.n_steps,
+            batch_size=config.batch_size,
+            n_epochs=config.n_epochs,
+            learning_rate=schedule,
+            clip_range=config.clip_range,
+            ent_coef=config.ent_coef,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            policy_kwargs={"net_arch": list(config.net_arch)},
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            tensorboard_log=str(log_dir) if log_dir else None,
+        )
+    start = time.perf_counter()
+    try:
+        # SB3 adds the steps already done when not resetting: ask only for the rest.
+        model.learn(
+            total_timesteps=max(steps - model.num_timesteps, 0) if resume else steps,
+            callback=_callbacks(steps, checkpoint, checkpoint_every, progress),
+            reset_num_timesteps=not resume,
+            tb_log_name="ppo-ram",
+        )
+    except KeyboardInterrupt:
+        save_model(model, checkpoint)
+        env.close()
+        raise
+    seconds = time.perf_counter() - start
+    save_model(model, checkpoint)
+    save_model(model, out)
+    env.close()
+    return model, seconds
+
+
+def evaluate_ram_policy(
+    model: Any,
+    game: str,
+    episodes: int,
+    seed: int,
+    settings: AtariSettings | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Greedy scores of `model` over `episodes` games of `RamFeatureEnv`, game i from seed + i.
+
+    The env replays exactly our pixel env's emulation (tests/test_ram_expert.py checks), without
+    drawing the screen, so this is the expert's score in our env at a fraction of the cost.
+    """
+    from tqdm import tqdm
+
+    from iq_atari.experts.ram import RamFeatureEnv
+
+    env = RamFeatureEnv(game, settings or AtariSettings())
+    scores = []
+    try:
+        for i in tqdm(range(episodes), desc="evaluate", unit="game", disable=not progress):
+            obs, _ = env.reset(seed=seed + i)
+            score, done = 0.0, False
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(int(action))
+                score += reward
+                done = terminated or truncated
+            scores.append(score)
+    finally:
+        env.close()
+    return scores

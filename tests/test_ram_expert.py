@@ -1,0 +1,160 @@
+"""RAM-feature experts: the extractors on known RAM, the feature env's dynamics against our pixel
+env, and `runners.expert` -> save -> load -> identical actions -> pixel demos, end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iq_atari.envs import make_env
+from iq_atari.experts.ram import (
+    BreakoutFeatures,
+    PongFeatures,
+    RamFeatureEnv,
+    SpaceInvadersFeatures,
+    _reflect,
+)
+
+pytest.importorskip("stable_baselines3")
+
+
+def _pong_ram(ball_x: int, ball_y: int, player: int, opponent: int) -> np.ndarray:
+    ram = np.zeros(128, dtype=np.uint8)
+    ram[49], ram[54], ram[51], ram[50] = ball_x, ball_y, player, opponent
+    return ram
+
+
+def test_reflect_folds_positions_into_the_field():
+    assert _reflect(50.0, 40.0, 100.0) == 50.0
+    assert _reflect(110.0, 40.0, 100.0) == 90.0  # 10 past the top wall -> 10 back
+    assert _reflect(30.0, 40.0, 100.0) == 50.0
+    assert _reflect(170.0, 40.0, 100.0) == 50.0  # two bounces
+
+
+def test_pong_features_on_known_positions():
+    features = PongFeatures()
+    first = features(_pong_ram(100, 120, 150, 90))
+    assert first[0] == 1.0  # ball in play
+    assert first[1] == pytest.approx(100 / 205)
+    assert first[3] == 0.0 and first[4] == 0.0  # no velocity on the first step
+    assert first[5] == pytest.approx(158 / 210)  # paddle centre = ram[51] + 8
+    # Ball moved +8 in x and +4 in y: arrival after (188 - 108) / 8 = 10 steps at y 124 + 40.
+    second = features(_pong_ram(108, 124, 150, 90))
+    assert second[3] == pytest.approx(0.8) and second[4] == pytest.approx(0.4)
+    assert second[8] == 1.0  # moving toward the player
+    assert second[9] * 210 == pytest.approx(164 + 2)
+    assert second[10] * 50 == pytest.approx(166 - 158)
+    # A bounce: from y 200 moving +4 per step for 10 steps reaches 240 -> folded to 174.
+    features.reset()
+    features(_pong_ram(100, 196, 150, 90))
+    bounced = features(_pong_ram(108, 200, 150, 90))
+    assert bounced[9] * 210 == pytest.approx(2 * 207 - 240 + 2)
+    no_ball = features(_pong_ram(0, 0, 150, 90))
+    assert no_ball[0] == 0.0 and no_ball[3] == 0.0
+
+
+def test_breakout_and_space_invaders_features_on_known_positions():
+    ram = np.zeros(128, dtype=np.uint8)
+    ram[72], ram[99], ram[101], ram[57] = 100, 120, 100, 5
+    breakout = BreakoutFeatures()
+    breakout(ram)
+    ram[99], ram[101] = 124, 110  # falling: +4 x, +10 y per step, 7 steps to the paddle row
+    out = breakout(ram)
+    paddle = 100 - 47 + 8
+    landing = 124 + 4 * 7 - 49 + 1
+    assert out[9] * 40 == pytest.approx(landing - paddle)
+    assert out[11] == pytest.approx(1.0)
+    ram = np.zeros(128, dtype=np.uint8)
+    ram[28], ram[26], ram[18] = 60, 40, 0b000101  # aliens in columns 0 and 2 of row 0
+    invaders = SpaceInvadersFeatures()
+    out = invaders(ram)
+    assert out.shape == (invaders.size,)
+    bits = out[13 : 13 + 36].reshape(6, 6)
+    assert bits[0].tolist() == [1, 0, 1, 0, 0, 0] and bits[1:].sum() == 0
+    assert out[12] * 128 == pytest.approx(40 + 32 - 60)  # nearest occupied column: 2
+
+
+@pytest.mark.parametrize("game", ["Pong", "Breakout", "SpaceInvaders"])
+def test_feature_env_plays_the_pixel_envs_game(game):
+    """Same seed, same actions: RamFeatureEnv and make_env go through identical RAM states."""
+    ram_env = RamFeatureEnv(game)
+    pixel_env = make_env(game)
+    rng = np.random.default_rng(0)
+    actions = ram_env.extractor.actions
+    for seed in (3, 4):
+        ram_env.reset(seed=seed)
+        pixel_env.reset(seed=seed)
+        for _ in range(300):
+            a = int(rng.integers(len(actions)))
+            _, r1, t1, u1, _ = ram_env.step(a)
+            _, r2, t2, u2, _ = pixel_env.step(actions[a])
+            assert np.array_equal(ram_env._env.ale.getRAM(), pixel_env.unwrapped.ale.getRAM())
+            assert (r1, t1, u1) == (r2, t2, u2)
+            if t1 or u1:
+                break
+    ram_env.close()
+    pixel_env.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_make_expert_resume_load_and_record_pixel_demos(tmp_path: Path):
+    from iq_atari.demos import load_demos
+    from iq_atari.experts import get_expert
+    from iq_atari.experts.ram_expert import RamPolicyExpert, load_ram_expert
+
+    out = tmp_path / "ppo-ram-ALE-Pong-v5.zip"
+    base = ["runners.expert", "--game", "Pong", "--out", str(out), "--no-progress"]
+    base += ["--eval-episodes", "1", "--log-dir", str(tmp_path / "tb")]
+    done = _cli(*base, "--steps", "1024")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["steps"] == 1024 and len(info["returns"]) == 1
+    assert "RAM features" in info["observes"]
+    assert out.with_name(out.stem + ".ckpt.zip").is_file()
+    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
+
+    resumed = _cli(*base, "--steps", "2048", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["steps"] == 2048
+
+    # save -> load -> identical actions, and the path loads as a RAM expert by name.
+    first, second = load_ram_expert(out, "Pong"), get_expert("Pong", str(out))
+    assert isinstance(second, RamPolicyExpert)
+    env = make_env("Pong", seed=0)
+    obs, _ = env.reset(seed=0)
+    first.reset(env)
+    second.reset(env)
+    for _ in range(200):
+        a = first.act(obs, env)
+        assert a == second.act(obs, env)
+        assert a in (0, 2, 3)
+        obs, *_ = env.step(a)
+    env.close()
+
+    demos = tmp_path / "Pong_ram_1ep.npz"
+    recorded = _cli("runners.demos", "--game", "Pong", "--expert", str(out), "--episodes", "1",
+                    "--no-progress", "--out", str(demos))  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr
+    demo_set = load_demos(demos, make_env("Pong"))
+    assert demo_set.meta["expert"]["observes"].startswith("RAM features")
+    assert demo_set.meta["expert"]["score"]["steps"] == 2048
+    assert demo_set.stacked_obs(0).shape[1:] == (4, 84, 84)
+
+
+def test_a_corrupt_expert_file_is_one_error_line(tmp_path: Path):
+    bad = tmp_path / "ppo-ram-ALE-Pong-v5.zip"
+    bad.write_bytes(b"not a zip")
+    done = _cli("runners.demos", "--game", "Pong", "--expert", str(bad), "--episodes", "1",
+                "--no-progress", "--out", str(tmp_path / "d.npz"))  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(bad) in lines[0]
+    assert "Traceback" not in done.stderr
