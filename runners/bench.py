@@ -51,7 +51,7 @@ from runners.common import arg, run_cli
 GAME = "Pong"
 FRAME_BYTES = 84 * 84
 NAIVE_TRANSITION_BYTES = 2 * 4 * FRAME_BYTES  # obs and next_obs as full 4-stacks
-REFERENCE_DEMOS = Path("expert_demos/reference/Pong_planner_20ep.npz")
+REFERENCE_DEMOS = Path("expert_demos/reference/Pong_ppo-ram_20ep.npz")
 TARGETS = {
     "env_ratio": (">=", 0.6),
     "update_ratio": (">=", 0.85),

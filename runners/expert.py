@@ -27,8 +27,8 @@ from typing import Literal
 from runners.common import arg, run_cli
 
 # Agent steps of a RAM expert when --steps is not given (measured in docs/RESULTS.md, Experts).
-RAM_STEPS = {"ALE/Pong-v5": 5_000_000, "ALE/Breakout-v5": 5_000_000}
-RAM_STEPS_OTHER = 5_000_000
+RAM_STEPS = {"ALE/Pong-v5": 6_000_000}
+RAM_STEPS_OTHER = 6_000_000
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Config:
     )
     steps: int | None = arg(
         None,
-        "agent steps (default: 5M for RAM experts, RL-Zoo's n_timesteps otherwise)",
+        "agent steps (default: 6M for RAM experts, RL-Zoo's n_timesteps otherwise)",
         positive=True,
     )
     seed: int = arg(0, "training seed; evaluation uses seeds 1000+seed ...")

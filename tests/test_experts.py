@@ -16,14 +16,16 @@ from iq_atari.rollout import expert_episodes, run_episode
 
 def test_default_experts() -> None:
     assert default_expert_name("CartPole-v1") == "controller"
-    assert default_expert_name("pong") == "planner"
+    assert default_expert_name("pong") == "ppo-ram"  # the shipped RAM agent
+    assert get_expert("pong", "scripted").name == "planner"
     assert "tracker" in available_experts("pong")
     assert default_expert_name("ALE/Breakout-v5") == "tracker"
     assert default_expert_name("Seaquest") is None
     assert "random" in available_experts("Seaquest")
     for game in ("CartPole", "Acrobot", "MountainCar", "LunarLander", "Pong", "Breakout"):
-        expert = get_expert(game)
+        expert = get_expert(game, "scripted")
         assert isinstance(expert, Expert) and expert.provenance["kind"] == "scripted"
+    assert get_expert("Pong").provenance["kind"] == "rl"
 
 
 def test_unknown_expert_errors(tmp_path: Path) -> None:
@@ -62,7 +64,7 @@ def test_lookahead_leaves_the_game_unchanged(game: str, seed: int, min_score: in
     """Look-ahead restores the emulator, its RNG and ALE's sticky-repeat action: replaying the
     expert's actions in a fresh env from the same seed gives exactly the same frames, so demos
     are ordinary play of the standard env."""
-    expert = get_expert(game)
+    expert = get_expert(game, "scripted")
     actions, score, traj = _play(game, expert, 250, seed=seed)
     assert score >= min_score  # within the first 1000 frames
     if game == "Breakout":

@@ -109,7 +109,10 @@ def get_expert(game: str, name_or_path: str | None = None) -> Expert:
     spec = resolve_game(game)
     available = available_experts(game)
     if name_or_path == "scripted" and "scripted" not in available:
-        name_or_path = None  # EXPERT=scripted: the game's default (planner, tracker, controller)
+        # EXPERT=scripted: the game's first scripted expert (planner, tracker, controller).
+        learned = {RAM_ALGO, *ZOO_ALGOS, "random"}
+        scripted = [n for n in available if n not in learned]
+        name_or_path = scripted[0] if scripted else None
     if name_or_path is None:
         name = default_expert_name(game)
         if name is None:
