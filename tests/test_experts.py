@@ -19,7 +19,8 @@ def test_default_experts() -> None:
     assert default_expert_name("pong") == "ppo-ram"  # the shipped RAM agent
     assert get_expert("pong", "scripted").name == "planner"
     assert "tracker" in available_experts("pong")
-    assert default_expert_name("ALE/Breakout-v5") == "tracker"
+    assert default_expert_name("ALE/Breakout-v5") == "ppo-ram"
+    assert get_expert("Breakout", "scripted").name == "tracker"
     assert default_expert_name("Seaquest") is None
     assert "random" in available_experts("Seaquest")
     for game in ("CartPole", "Acrobot", "MountainCar", "LunarLander", "Pong", "Breakout"):
