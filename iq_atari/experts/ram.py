@@ -15,7 +15,6 @@ which learns far more slowly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -163,7 +162,7 @@ class SpaceInvadersFeatures(RamFeatures):
     """
 
     actions = (0, 1, 2, 3, 4, 5)  # NOOP, FIRE, RIGHT, LEFT, RIGHTFIRE, LEFTFIRE
-    size = 13 + 36 + 6
+    size = 13 + 36 + 6 + 1  # scalars, the alien bitmap, aliens per column, lives
 
     def features(self, ram: np.ndarray, prev: np.ndarray) -> list[float]:
         player = float(ram[28])
@@ -193,7 +192,7 @@ class SpaceInvadersFeatures(RamFeatures):
             *bits.ravel().tolist(),
             *(columns / 6.0).tolist(),
             float(ram[73]) / 3.0,
-        ][: self.size]
+        ]
 
 
 class RawRamFeatures(RamFeatures):
@@ -256,8 +255,6 @@ class RamFeatureEnv(gym.Env):
         self.extractor = ram_features(self.game, n_game_actions)
         self.action_space = gym.spaces.Discrete(len(self.extractor.actions))
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.extractor.size,), np.float32)
-        self._score = 0.0
-        self._length = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -267,7 +264,6 @@ class RamFeatureEnv(gym.Env):
         for _ in range(noops):
             self._env.step(0)
         self.extractor.reset()
-        self._score, self._length = 0.0, 0
         return self.extractor(self._env.ale.getRAM()), {}
 
     def step(self, action: int):
@@ -278,12 +274,8 @@ class RamFeatureEnv(gym.Env):
             reward += float(r)
             if terminated or truncated:
                 break
-        self._score += reward
-        self._length += 1
-        info: dict[str, Any] = {}
-        if terminated or truncated:
-            info["episode"] = {"r": self._score, "l": self._length}
-        return self.extractor(self._env.ale.getRAM()), reward, terminated, truncated, info
+        # Episode returns come from SB3's Monitor wrapper, as for any gymnasium env.
+        return self.extractor(self._env.ale.getRAM()), reward, terminated, truncated, {}
 
     def close(self) -> None:
         self._env.close()
