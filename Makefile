@@ -19,7 +19,7 @@ ARGS ?=
 # Optional flags, passed only when the variable is set.
 opt = $(if $(2),$(1) $(2))
 
-.PHONY: install test test-all lint format demos train video compare bench expert sweep clean help
+.PHONY: install test test-all lint format demos train video compare bench expert distill sweep clean help
 
 help:
 	@echo "make install | test | test-all | lint | format"
@@ -28,6 +28,7 @@ help:
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
 	@echo "make expert GAME=CartPole [ALGO=ppo|dqn] [STEPS=N]"
+	@echo "make distill GAME=Pong [EXPERT=teacher]"
 	@echo "make bench"
 	@echo "make sweep GRID=examples/cartpole_sweep.toml [ADDRESS=ray://host:10001]"
 
@@ -66,6 +67,9 @@ bench:
 
 expert:
 	$(PYTHON) -m runners.expert --game $(GAME) --seed $(SEED) $(call opt,--algo,$(ALGO)) $(call opt,--steps,$(STEPS)) $(ARGS)
+
+distill:
+	$(PYTHON) -m runners.distill --game $(GAME) --seed $(SEED) $(call opt,--expert,$(EXPERT)) $(ARGS)
 
 sweep:
 	$(PYTHON) -m runners.sweep --grid $(GRID) $(call opt,--address,$(ADDRESS)) $(ARGS)

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from iq_atari.scores import RANDOM_SCORES
 from runners.common import arg, run_cli
 
 TARGET = 0.9
-# Random-policy scores, Mnih et al. (2015), Extended Data Table 2.
-RANDOM_SCORES = {"Pong": -20.7, "Breakout": 1.7, "SpaceInvaders": 148.0}
 
 
 def first_reaching(metrics: Path, threshold: float) -> tuple[int | None, dict[int, float]]:

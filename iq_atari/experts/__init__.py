@@ -29,6 +29,7 @@ __all__ = [
 ]
 ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
 RAM_ALGO = "ppo-ram"
+DISTILLED_ALGO = "distilled"
 
 
 def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:
@@ -46,15 +47,25 @@ def shipped_expert_name(env_id: str, algo: str) -> str:
     return f"{algo}-{env_id.replace('/', '-')}.zip"
 
 
+def distilled_name(env_id: str) -> str:
+    """File name of a DAgger-distilled pixel student under expert_demos/experts/."""
+    return f"{DISTILLED_ALGO}-{env_id.replace('/', '-')}.pt"
+
+
 def available_experts(game: str) -> dict[str, Callable[[], Expert]]:
-    """Named experts for `game`, the default first: a shipped RAM agent ("ppo-ram"), scripted
-    ones, checkpoints shipped under expert_demos/experts/ by algorithm name ("dqn", "ppo"), and
+    """Named experts for `game`, the default first: a shipped distilled pixel student
+    ("distilled", shipped only where it meets the expert bars), a shipped RAM agent ("ppo-ram"),
+    scripted ones, checkpoints shipped under expert_demos/experts/ by algorithm name ("dqn",
+    "ppo"), and
     the "random" baseline last."""
     from iq_atari.demos import DEMO_DIR
     from iq_atari.experts.classic import classic_expert
 
     spec = resolve_game(game)
     named: dict[str, Callable[[], Expert]] = {}
+    student = DEMO_DIR / "experts" / distilled_name(spec.env_id)
+    if spec.is_atari and student.is_file():
+        named[DISTILLED_ALGO] = partial(_load_distilled, student, spec.env_id)
     ram_path = DEMO_DIR / "experts" / shipped_expert_name(spec.env_id, RAM_ALGO)
     if spec.is_atari and ram_path.is_file():
         named[RAM_ALGO] = partial(_load_ram, ram_path, spec.env_id)
@@ -76,6 +87,12 @@ def _load_ram(path: Path, game: str) -> Expert:
     from iq_atari.experts.ram_expert import load_ram_expert
 
     return load_ram_expert(path, game)
+
+
+def _load_distilled(path: Path, game: str) -> Expert:
+    from iq_atari.experts.distill import PixelPolicyExpert
+
+    return PixelPolicyExpert(path, game)
 
 
 def _is_ram_expert(path: Path) -> bool:
@@ -102,7 +119,8 @@ def default_expert_name(game: str) -> str | None:
 
 
 def get_expert(game: str, name_or_path: str | None = None) -> Expert:
-    """The expert `name_or_path` for `game` (None: the default). A path loads an SB3/RL-Zoo .zip.
+    """The expert `name_or_path` for `game` (None: the default). A path loads an SB3/RL-Zoo .zip
+    (a RAM agent's .zip included) or a distilled student's .pt.
 
     Raises InputError for a game without a default, an unknown name or a missing file.
     """
@@ -110,7 +128,7 @@ def get_expert(game: str, name_or_path: str | None = None) -> Expert:
     available = available_experts(game)
     if name_or_path == "scripted" and "scripted" not in available:
         # EXPERT=scripted: the game's first scripted expert (planner, tracker, controller).
-        learned = {RAM_ALGO, *ZOO_ALGOS, "random"}
+        learned = {RAM_ALGO, DISTILLED_ALGO, *ZOO_ALGOS, "random"}
         scripted = [n for n in available if n not in learned]
         name_or_path = scripted[0] if scripted else None
     if name_or_path is None:
@@ -124,9 +142,11 @@ def get_expert(game: str, name_or_path: str | None = None) -> Expert:
     if name_or_path in available:
         return available[name_or_path]()
     path = Path(name_or_path)
-    if path.suffix == ".zip" or path.exists() or "/" in name_or_path:
+    if path.suffix in (".zip", ".pt") or path.exists() or "/" in name_or_path:
         if not path.is_file():
             raise InputError(f"--expert: no such file {name_or_path!r}")
+        if spec.is_atari and path.suffix == ".pt":
+            return _load_distilled(path, game)
         if spec.is_atari and _is_ram_expert(path):
             return _load_ram(path, game)
         return _load_zoo(path, game)

@@ -1,0 +1,91 @@
+"""Distill an expert into a pixel policy with DAgger: the student plays, the teacher labels.
+
+The teacher is any expert of the game that reads the emulator (default: the game's default
+expert, e.g. the shipped RAM agent). The best student is saved as
+expert_demos/experts/distilled-<env id>.pt with a .json of its rounds and scores; it is then
+available as EXPERT=distilled (and as EXPERT=<path>), acting only on our 84x84 frame stacks.
+
+Examples:
+  python -m runners.distill --game Pong
+  python -m runners.distill --game Breakout --expert tracker --rounds 4 --episodes 2
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.common import arg, run_cli
+
+
+@dataclass
+class Config:
+    game: str = arg("Pong", "Atari game: short name (Pong) or gymnasium id, any case")
+    expert: str | None = arg(
+        None, "teacher: an expert name or path (default: the game's, other than a student)"
+    )
+    rounds: int = arg(8, "DAgger rounds after the teacher's own round", positive=True)
+    episodes: int = arg(4, "games per round", positive=True)
+    updates: int = arg(2_500, "student gradient steps after each round", positive=True)
+    batch_size: int = arg(64, "student batch size", positive=True)
+    lr: float = arg(2.5e-4, "student Adam learning rate")
+    target: float = arg(0.95, "stop when the student reaches this share of the teacher's score")
+    capacity: int = arg(400_000, "frames of aggregated data kept (~7 KB each)", positive=True)
+    max_steps: int | None = arg(None, "agent steps per game at most (default: the env's cap)")
+    seed: int = arg(0, "seed of the student, its sampling and the games (round k: seed+1000k+i)")
+    out: str | None = arg(None, "output .pt (default expert_demos/experts/distilled-<env id>.pt)")
+    threads: int = arg(1, "torch CPU threads", positive=True)
+    progress: bool = arg(True, "show progress bars")
+
+
+def run(config: Config) -> dict:
+    import torch
+
+    from iq_atari.demos import DEMO_DIR
+    from iq_atari.envs import resolve_game
+    from iq_atari.experts import DISTILLED_ALGO, available_experts, distilled_name, get_expert
+    from iq_atari.experts.distill import DistillConfig, distill
+
+    spec = resolve_game(config.game)
+    torch.set_num_threads(config.threads)
+    name = config.expert
+    if name is None:  # the game's default teacher: never a student distilled earlier
+        known = available_experts(spec.env_id)
+        teachers = [n for n in known if n not in (DISTILLED_ALGO, "random")]
+        name = teachers[0] if teachers else None
+    teacher = get_expert(spec.env_id, name)
+    out = Path(config.out) if config.out else DEMO_DIR / "experts" / distilled_name(spec.env_id)
+    result = distill(
+        spec.env_id,
+        teacher,
+        out,
+        DistillConfig(
+            rounds=config.rounds,
+            episodes=config.episodes,
+            updates=config.updates,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            target=config.target,
+            capacity=config.capacity,
+            max_steps=config.max_steps,
+            seed=config.seed,
+        ),
+        progress=config.progress,
+        command="python -m runners.distill " + shlex.join(sys.argv[1:]),
+    )
+    verdict = "target reached" if result.reached else "target not reached"
+    print(
+        f"student {result.student_score:+.1f} = {result.share:.0%} of the teacher's "
+        f"{result.teacher_score:+.1f} ({verdict}) -> {out}"
+    )
+    return {"out": str(out), "share": result.share, "reached": result.reached}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
