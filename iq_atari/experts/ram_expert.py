@@ -89,14 +89,14 @@ class RamPolicyExpert:
 
 def load_ram_expert(path: str | Path, game: str) -> RamPolicyExpert:
     """Load a RAM-feature PPO checkpoint (.zip) as an expert for `game`; bad files: InputError."""
-    from iq_atari.experts.zoo import CUSTOM_OBJECTS, algo_class
+    from iq_atari.experts.zoo import CUSTOM_OBJECTS, UNREADABLE, algo_class
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--expert: no such file {str(path)!r}")
     try:
         model = algo_class("ppo").load(path, device="cpu", custom_objects=CUSTOM_OBJECTS)
-    except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as err:
+    except UNREADABLE as err:
         raise InputError(f"{path}: not a readable PPO checkpoint ({err})") from err
     return RamPolicyExpert(model, path, game)
 

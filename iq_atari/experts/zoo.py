@@ -25,6 +25,19 @@ from iq_atari.envs import resolve_game
 from iq_atari.errors import InputError
 
 ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
+# What SB3's `load` raises on a file that is not a whole checkpoint of its class (a truncated
+# zip, a zip without SB3's members: it asserts their presence, a foreign pickle).
+UNREADABLE = (
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    AssertionError,
+    EOFError,
+    RuntimeError,
+    TypeError,
+    AttributeError,
+    OSError,
+)
 # Schedules saved in old checkpoints may not unpickle across versions; prediction needs none.
 CUSTOM_OBJECTS = {
     "learning_rate": 0.0,
@@ -61,7 +74,9 @@ def detect_algo(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+        if not isinstance(data, dict):
+            raise ValueError("its data is not a JSON object")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as err:
         raise InputError(f"{path}: not a stable-baselines3 checkpoint ({err})") from err
     module = str(data.get("policy_class", {}).get("__module__", ""))
     if "qrdqn" in module:
@@ -125,8 +140,10 @@ def load_zoo_expert(path: str | Path, game: str, algo: str | None = None) -> SB3
     cls = algo_class(algo)
     try:
         model = cls.load(path, device="cpu", custom_objects=CUSTOM_OBJECTS)
-    except (zipfile.BadZipFile, ValueError, KeyError) as err:
-        raise InputError(f"{path}: cannot load as a {algo} checkpoint ({err})") from err
+    except UNREADABLE as err:
+        raise InputError(
+            f"{path}: cannot load as a {algo} checkpoint ({type(err).__name__}: {err})"
+        ) from err
     env = make_env(game)
     try:
         obs_shape = tuple(env.observation_space.shape)
