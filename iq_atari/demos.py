@@ -228,8 +228,15 @@ def load_demos(
 ) -> DemoSet:
     """Read and fully validate a demo file; with `env` / `game` / `settings`, also check the match.
 
-    Raises DemoError ("<file>: <field>: ...") on the first problem found.
+    Raises DemoError ("<file>: <field>: ...") on the first problem found. A path
+    "minari:<DATASET_ID>" reads a local Minari dataset instead (`iq_atari.minari_io`).
     """
+    if str(path).startswith("minari:"):
+        from iq_atari.minari_io import load_minari_demos
+
+        demos = load_minari_demos(str(path).removeprefix("minari:"))
+        _check_match(demos, env, game, settings)
+        return demos
     path = Path(path)
     if not path.is_file():
         raise DemoError(f"{path}: file: no such demo file")
@@ -260,6 +267,14 @@ def load_demos(
         for i in range(len(lengths))
     ]
     demos = DemoSet(trajectories, meta, path)
+    _check_match(demos, env, game, settings)
+    return demos
+
+
+def _check_match(
+    demos: DemoSet, env: gym.Env | None, game: str | None, settings: AtariSettings | None
+) -> None:
+    name, meta = str(demos.path), demos.meta
     if game is not None:
         expected = resolve_game(game).env_id
         if meta["env_id"] != expected:
@@ -268,7 +283,6 @@ def load_demos(
         check_env_match(demos, env)
     if settings is not None:
         _check_settings(name, meta, settings)
-    return demos
 
 
 def check_env_match(demos: DemoSet, env: gym.Env) -> None:

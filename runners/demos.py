@@ -6,10 +6,16 @@ Examples:
   python -m runners.demos --game Pong --expert tracker --episodes 20 --dart 0.1   # with recoveries
   python -m runners.demos --game Breakout --expert path/to/dqn-BreakoutNoFrameskip-v4.zip
   python -m runners.demos --game CartPole --import-iq-learn CartPole-v1_1000.pkl --trust-pickle
+  python -m runners.demos --game CartPole --export-minari iq_atari/cartpole/controller-v0
 
 `--import-iq-learn` converts an official IQ-Learn expert file (a pickled dict of per-episode
 states, next_states, actions, rewards, dones, lengths) instead of recording. Pickle files can run
 code when read, so they are refused unless `--trust-pickle` is given.
+
+`--export-minari ID` writes a demo file (`--demos`, default the game's file in expert_demos/) as
+the local Minari dataset ID, under $MINARI_DATASETS_PATH (default ~/.minari/datasets), instead of
+recording; Atari episodes keep single 84x84 frames (see iq_atari/minari_io.py). Train from one
+with `runners.train --demos minari:ID`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from runners.common import arg, run_cli
 
@@ -42,12 +49,23 @@ class Config:
         None, "convert this official IQ-Learn expert file (.pkl / .npy) instead of recording"
     )
     trust_pickle: bool = arg(False, "allow reading pickle-based files (they can run code)")
+    export_minari: str | None = arg(
+        None, "write the demo file as the local Minari dataset with this id (namespace/name-vN)"
+    )
+    demos: str | None = arg(
+        None, "demo file for --export-minari (default: the game's file in expert_demos/)"
+    )
+    minari_format: Literal["hdf5", "parquet", "arrow"] = arg(
+        "hdf5", "Minari storage for --export-minari (parquet: compressed, slower; needs pyarrow)"
+    )
     progress: bool = arg(True, "show a progress bar")
 
 
 def run(config: Config) -> Path:
     from iq_atari.rollout import record_demos
 
+    if config.export_minari is not None:
+        return _export_minari(config)
     if config.import_iq_learn is not None:
         from iq_atari.demos import import_iq_learn
 
@@ -68,6 +86,20 @@ def run(config: Config) -> Path:
         progress=config.progress,
         dart=config.dart,
     )
+
+
+def _export_minari(config: Config) -> Path:
+    from iq_atari.demos import find_demos
+    from iq_atari.errors import InputError
+    from iq_atari.minari_io import export_minari
+
+    demos = Path(config.demos) if config.demos else find_demos(config.game)
+    if demos is None:
+        raise InputError(
+            f"--export-minari: no demo file for {config.game} in expert_demos/; pass --demos FILE "
+            f"or record one first (make demos GAME={config.game})"
+        )
+    return export_minari(config.export_minari, demos, config.minari_format)
 
 
 def main(argv: list[str] | None = None) -> int:

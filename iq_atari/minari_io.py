@@ -1,0 +1,480 @@
+"""Minari interchange: a demo file out to a local Minari dataset, and a Minari dataset in as demos.
+
+`export_minari` writes one of our demo files as a Minari dataset (`minari.load_dataset(ID)` reads
+it back with nothing from us installed). Per episode: observations (T+1), actions, raw rewards,
+terminations and truncations (kept apart: only the last step can set either), and the episode's
+reset seed; our whole metadata record (env settings, frame stack, expert provenance, versions)
+sits under the dataset metadata key "iq_atari".
+
+Atari observations are stored as single 84x84 uint8 grayscale frames, the newest frame of each
+step, not as (4, 84, 84) stacks: 4x smaller, what our demo files keep, and the observation of
+the env `MinariDataset.recover_environment()` gives back (ALE with `AtariPreprocessing`). Stacks
+are rebuilt on load, oldest frame first and zero frames before the episode's first
+(`envs.rebuild_stacks`). Frames are stored losslessly (Minari's default JPEG for images is off).
+
+`load_minari_demos` reads a local dataset, ours or one made by anyone else's code (e.g. Minari's
+`DataCollector` around a gymnasium env), into a `DemoSet` and validates it like a demo file: a
+Discrete action space, Box observations (vectors, or uint8 frames or channel-first frame stacks,
+of which the newest frame is kept), an env iq_atari knows, whole episodes. Every problem raises
+one `DemoError` "minari:<ID>: <field>: ...". Nothing is downloaded: only local datasets count.
+
+Writing needs only `minari[hdf5]`; the `create` extra (jax) is needed by `DataCollector` alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import typing
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from iq_atari.demos import (
+    FORMAT_VERSION,
+    DemoError,
+    DemoSet,
+    Trajectory,
+    _validate,
+    library_versions,
+    load_demos,
+)
+from iq_atari.envs import MAX_EPISODE_FRAMES, AtariSettings, make_env, resolve_game
+from iq_atari.errors import InputError
+
+DataFormat = Literal["hdf5", "parquet", "arrow"]
+DATA_FORMATS: tuple[str, ...] = typing.get_args(DataFormat)
+MINARI_PREFIX = "minari:"
+META_KEY = "iq_atari"  # our metadata record inside the Minari dataset metadata
+
+
+def require_minari(what: str) -> ModuleType:
+    """Import minari, or raise one InputError saying how to install it."""
+    try:
+        import minari
+    except ImportError as err:
+        raise InputError(
+            f"{what}: Minari datasets need the minari package: pip install 'iq-atari[minari]' "
+            f"(or pip install 'minari[hdf5]')"
+        ) from err
+    return minari
+
+
+def _check_id(minari: ModuleType, dataset_id: str, what: str) -> None:
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError as err:
+        raise InputError(
+            f"{what}: {dataset_id!r} is not a Minari dataset id; expected "
+            f"(namespace/)name-v<version>, e.g. iq_atari/cartpole/controller-v0"
+        ) from err
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def export_minari(
+    dataset_id: str, demos_path: str | Path, data_format: DataFormat = "hdf5", say=print
+) -> Path:
+    """Write the demo file `demos_path` as the local Minari dataset `dataset_id`; returns its dir.
+
+    `data_format` is Minari's storage: "hdf5" (its default; uncompressed, ~7 KB per Atari frame)
+    or "parquet" / "arrow" (need pyarrow; parquet is compressed, ~100x smaller on Atari frames
+    but ~20x slower to write and read). The dataset is assembled in a hidden folder beside the
+    others and moved into place whole, so a failed or interrupted export leaves no half-written
+    dataset under its id.
+    """
+    if data_format not in DATA_FORMATS:
+        raise InputError(f"--minari-format: {data_format!r}; expected one of {DATA_FORMATS}")
+    what = f"--export-minari {dataset_id}"
+    minari = require_minari(what)
+    _check_id(minari, dataset_id, what)
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.dataset.minari_dataset import parse_dataset_id
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    demos = load_demos(demos_path)
+    meta = demos.meta
+    root, final = Path(get_dataset_path()), Path(get_dataset_path(dataset_id))
+    if final.exists():
+        raise InputError(
+            f"{what}: a local Minari dataset with this id exists ({final}); choose another id or "
+            f"version, or delete it first (minari delete {dataset_id})"
+        )
+    is_atari = resolve_game(meta["env_id"]).is_atari
+    frames_env = _frames_env(meta, is_atari)
+    seeds = meta.get("episode_seeds")
+    if not isinstance(seeds, list) or len(seeds) != len(demos):
+        seeds = [None] * len(demos)
+    buffers = [
+        EpisodeBuffer(
+            seed=None if seed is None else int(seed),
+            observations=t.obs,
+            actions=t.actions,
+            rewards=t.rewards,
+            terminations=_last_step_flag(len(t), t.terminated),
+            truncations=_last_step_flag(len(t), t.truncated),
+        )
+        for t, seed in zip(demos.trajectories, seeds, strict=True)
+    ]
+    record = {
+        "meta": meta,
+        "source_file": Path(demos_path).name,
+        "observations": "single frames (T+1, H, W) uint8" if is_atari else "vectors (T+1, D)",
+        "frame_stack": demos.frame_stack,
+        "stack_padding": "zero",
+    }
+    expert = meta["expert"] if isinstance(meta["expert"], dict) else {"name": str(meta["expert"])}
+    description = (
+        f"{len(demos)} episodes of {meta['env_id']} by the expert {expert.get('name', '?')} "
+        f"(mean raw return {float(demos.returns.mean()):.2f}), exported by iq_atari from "
+        f"{Path(demos_path).name}."
+    )
+    if is_atari:
+        description += (
+            f" Observations are single 84x84 grayscale frames (uint8, lossless); the agent sees "
+            f"stacks of the last {demos.frame_stack} frames, oldest first, zero frames before an "
+            f"episode's first. Env settings: metadata '{META_KEY}'."
+        )
+    tmp_root = Path(tempfile.mkdtemp(prefix=".iq_atari-export-", dir=root))
+    try:
+        with _datasets_root(tmp_root), warnings.catch_warnings():
+            # Minari warns about every optional field left empty (author, email, permalink).
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id=dataset_id,
+                buffer=buffers,
+                env=frames_env,
+                observation_space=frames_env.observation_space,
+                action_space=gym.spaces.Discrete(int(meta["n_actions"])),
+                algorithm_name=str(expert.get("name", "expert")),
+                description=description,
+                requirements=["gymnasium>=1.0", "ale-py>=0.11"] if is_atari else ["gymnasium>=1.0"],
+                data_format=data_format,
+                jpeg_encoding=False,
+            )
+            dataset.storage.update_metadata({META_KEY: record})
+        final.parent.mkdir(parents=True, exist_ok=True)
+        namespace = parse_dataset_id(dataset_id)[0]
+        if namespace is not None:  # Minari's namespace record, unless the namespace exists
+            made = tmp_root / namespace / "namespace_metadata.json"
+            if made.is_file() and not (root / namespace / "namespace_metadata.json").exists():
+                shutil.copy(made, root / namespace / "namespace_metadata.json")
+        os.rename(tmp_root / dataset_id, final)
+    except ImportError as err:  # the storage's package (h5py, pyarrow) is missing
+        raise InputError(f"{what}: --minari-format {data_format}: {err}") from err
+    finally:
+        frames_env.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    say(f"exported {len(demos)} episodes ({int(demos.lengths.sum())} steps) -> Minari {dataset_id}")
+    return final
+
+
+@contextlib.contextmanager
+def _datasets_root(root: Path) -> Iterator[None]:
+    """Point Minari (which reads MINARI_DATASETS_PATH on every call) at `root` for a while."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def _last_step_flag(length: int, value: bool) -> np.ndarray:
+    flags = np.zeros(length, dtype=bool)
+    flags[-1] = value
+    return flags
+
+
+def _frames_env(meta: dict[str, Any], is_atari: bool) -> gym.Env:
+    """The env whose observations the dataset stores, for its spec and observation space: for
+    Atari our env below the frame stack (single frames); for classic games the plain gym env."""
+    if not is_atari:
+        return gym.make(meta["env_id"])
+    env = make_env(meta["env_id"], settings=AtariSettings(**meta["env_kwargs"]))
+    while not isinstance(env, gym.wrappers.FrameStackObservation):
+        env = env.env
+    frames_env = env.env
+    spec = frames_env.spec
+    if spec is not None:
+        # Our life-loss / fire-reset wrappers take no arguments and cannot be re-made from a
+        # spec; keep the recoverable ones (their settings are in the "iq_atari" record).
+        wrappers = tuple(w for w in spec.additional_wrappers if w.kwargs is not None)
+        frames_env = _WithSpec(frames_env, dataclasses.replace(spec, additional_wrappers=wrappers))
+    return frames_env
+
+
+class _WithSpec(gym.Wrapper):
+    """Reports a given spec (Minari records `env.spec`)."""
+
+    def __init__(self, env: gym.Env, spec: gym.envs.registration.EnvSpec):
+        super().__init__(env)
+        self._fixed_spec = spec
+
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec:
+        return self._fixed_spec
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+def load_minari_demos(dataset_id: str) -> DemoSet:
+    """Read the local Minari dataset `dataset_id` as a validated DemoSet (path "minari:<ID>").
+
+    The env match (game, action count, observation shape, settings) is checked by `load_demos`.
+    """
+    name = MINARI_PREFIX + dataset_id
+    minari = require_minari(name)
+    _check_id(minari, dataset_id, name)
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except FileNotFoundError as err:
+        local = sorted(minari.list_local_datasets())
+        raise DemoError(
+            f"{name}: dataset: no local Minari dataset with this id under "
+            f"{get_dataset_path()} (set MINARI_DATASETS_PATH to read another folder; nothing is "
+            f"downloaded); local datasets: {', '.join(local) or 'none'}"
+        ) from err
+    except Exception as err:  # a malformed metadata.json, an unsupported Minari version, ...
+        raise DemoError(f"{name}: dataset: cannot read ({type(err).__name__}: {err})") from err
+
+    action_space, obs_space = dataset.action_space, dataset.observation_space
+    if not isinstance(action_space, gym.spaces.Discrete) or int(action_space.start) != 0:
+        raise DemoError(
+            f"{name}: action_space: {action_space} is not Discrete(n) from 0; iq_atari learns "
+            f"discrete-action policies"
+        )
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 2, 3):
+        raise DemoError(
+            f"{name}: observation_space: {obs_space}: expected a Box of vectors, of uint8 frames "
+            f"(H, W) or of frame stacks (k, H, W)"
+        )
+    shape = tuple(obs_space.shape)
+    if obs_space.dtype == np.uint8 and not (
+        len(shape) == 2 or shape[-1:] == (1,) or (len(shape) == 3 and shape[0] <= 16)
+    ):
+        raise DemoError(
+            f"{name}: observation_space: {shape} uint8: expected grayscale frames (H, W) or "
+            f"channel-first stacks (k, H, W); raw RGB screens need AtariPreprocessing (84x84)"
+        )
+    metadata = dataset.storage.metadata
+    ours = metadata.get(META_KEY)
+    meta = dict(ours["meta"]) if isinstance(ours, dict) and "meta" in ours else None
+    if meta is None:
+        meta = _meta_from_spec(name, dataset, metadata)
+    trajectories, seeds = _read_episodes(name, dataset, obs_space)
+    if meta.get("episode_seeds") is None and any(s is not None for s in seeds):
+        meta["episode_seeds"] = seeds
+    if ours is None:
+        meta["returns"] = [t.ret for t in trajectories]
+    arrays = _as_arrays(name, trajectories, meta)
+    _validate(name, arrays, meta)  # every check a demo file gets
+    if meta["n_actions"] != int(action_space.n):
+        raise DemoError(
+            f"{name}: action_space: Discrete({int(action_space.n)}) but the iq_atari record says "
+            f"{meta['n_actions']} actions"
+        )
+    return DemoSet(trajectories, meta, Path(name))
+
+
+def _meta_from_spec(name: str, dataset: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Our metadata record for a dataset made by other code, from its env spec and spaces."""
+    spec = dataset.env_spec
+    if spec is None:
+        raise DemoError(
+            f"{name}: env_spec: the dataset names no environment (made without env=...), so it "
+            f"cannot be checked against the game to train"
+        )
+    try:
+        game = resolve_game(spec.id)
+    except InputError as err:
+        raise DemoError(f"{name}: env_spec.id: {err}") from err
+    n_actions = int(dataset.action_space.n)
+    shape = dataset.observation_space.shape
+    if game.is_atari:
+        settings = _atari_settings(spec, shape)
+        env_kwargs, frame_stack = settings.to_dict(), settings.frame_stack
+    else:
+        env_kwargs, frame_stack = {}, 1
+    return {
+        "format_version": FORMAT_VERSION,
+        "env_id": game.env_id,
+        "env_kwargs": env_kwargs,
+        "frame_stack": frame_stack,
+        "n_actions": n_actions,
+        "action_meanings": [f"a{i}" for i in range(n_actions)],
+        "expert": {
+            "name": str(metadata.get("algorithm_name") or "minari"),
+            "kind": "imported",
+            "source": name,
+            "env_spec_id": spec.id,
+            "author": sorted(metadata.get("author") or []),
+            "description": metadata.get("description"),
+            "minari_version": metadata.get("minari_version"),
+        },
+        "returns": [],
+        "seed": None,
+        "versions": library_versions(),
+    }
+
+
+def _atari_settings(spec: Any, obs_shape: tuple[int, ...]) -> AtariSettings:
+    """Our Atari settings as far as a gymnasium spec records them (defaults for the rest)."""
+    kwargs = spec.kwargs or {}
+    wrappers = {w.name: (w.kwargs or {}) for w in spec.additional_wrappers}
+    pre = wrappers.get("AtariPreprocessing", {})
+    ale_skip = kwargs.get("frameskip", 1)
+    ale_skip = ale_skip if isinstance(ale_skip, int) else 1  # a (min, max) range: stochastic
+    base = AtariSettings()
+    if obs_shape[-1:] == (1,):  # (H, W, 1) frames
+        obs_shape = obs_shape[:-1]
+    if len(obs_shape) == 3:  # (k, H, W) stacks
+        stack = obs_shape[0]
+    else:
+        stack = wrappers.get("FrameStackObservation", {}).get("stack_size", base.frame_stack)
+    max_frames = kwargs.get("max_num_frames_per_episode")
+    if max_frames is None and spec.max_episode_steps:
+        max_frames = spec.max_episode_steps * ale_skip
+    return AtariSettings(
+        sticky_actions=float(kwargs.get("repeat_action_probability", base.sticky_actions)),
+        noop_max=int(pre.get("noop_max", base.noop_max)),
+        frame_skip=int(pre.get("frame_skip", base.frame_skip if ale_skip == 1 else 1)) * ale_skip,
+        screen_size=int(pre.get("screen_size", obs_shape[-1])),
+        frame_stack=int(stack),
+        terminal_on_life_loss=bool(
+            pre.get("terminal_on_life_loss", False) or "EpisodicLifeEnv" in wrappers
+        ),
+        fire_reset="FireResetEnv" in wrappers,
+        max_episode_frames=int(max_frames or MAX_EPISODE_FRAMES),
+    )
+
+
+def _read_episodes(
+    name: str, dataset: Any, obs_space: gym.spaces.Box
+) -> tuple[list[Trajectory], list[int | None]]:
+    """All episodes as Trajectories (image stacks -> newest frame) and their reset seeds."""
+    total = int(dataset.total_episodes)
+    if total == 0:
+        raise DemoError(f"{name}: episodes: the dataset has no episodes")
+    episodes = dataset.iterate_episodes()
+    trajectories = []
+    for i in range(total):
+        try:
+            episode = next(episodes)
+        except StopIteration:
+            raise DemoError(
+                f"{name}: episodes: the metadata counts {total} episodes, the data holds {i}"
+            ) from None
+        except Exception as err:
+            raise DemoError(
+                f"{name}: episode {i}: missing or unreadable ({type(err).__name__}: {err}); the "
+                f"metadata counts {total} episodes"
+            ) from err
+        trajectories.append(_trajectory(f"{name}: episode {i}", episode, obs_space))
+    try:  # reset seeds live in the per-episode metadata
+        seeds = [m.get("seed") for m in dataset.storage.get_episode_metadata(range(total))]
+    except Exception as err:
+        raise DemoError(f"{name}: episode metadata: unreadable ({type(err).__name__})") from err
+    return trajectories, [None if s is None else int(s) for s in seeds]
+
+
+def _trajectory(where: str, episode: Any, obs_space: gym.spaces.Box) -> Trajectory:
+    obs = np.asarray(episode.observations)
+    actions = np.asarray(episode.actions)
+    if actions.ndim == 2 and actions.shape[1] == 1:  # (T, 1) from some writers
+        actions = actions[:, 0]
+    terminations = np.asarray(episode.terminations, dtype=bool).reshape(-1)
+    truncations = np.asarray(episode.truncations, dtype=bool).reshape(-1)
+    length = len(actions)
+    if length < 1 or len(terminations) != length or len(truncations) != length:
+        raise DemoError(
+            f"{where}: expected one termination and truncation flag per action and at least one "
+            f"step, got {length} actions, {len(terminations)} / {len(truncations)} flags"
+        )
+    early = np.flatnonzero(terminations[:-1] | truncations[:-1])
+    if early.size:
+        raise DemoError(
+            f"{where}: terminations/truncations: the episode ends at step {early[0]} of {length}"
+        )
+    if obs_space.dtype == np.uint8 and obs.ndim >= 3:
+        obs = _newest_frames(where, obs)
+    elif obs.dtype.kind in "fiu" and obs.ndim == 2:
+        obs = obs.astype(np.float32)
+    else:
+        raise DemoError(
+            f"{where}: observations: expected float vectors (T+1, D) or uint8 frames, got "
+            f"{obs.dtype} {obs.shape}"
+        )
+    try:
+        return Trajectory(
+            obs=obs,
+            actions=actions,
+            rewards=np.asarray(episode.rewards, dtype=np.float64).reshape(-1),
+            terminated=bool(terminations[-1]),
+            truncated=bool(truncations[-1]),
+        )
+    except DemoError as err:
+        raise DemoError(f"{where}: {str(err).removeprefix('trajectory: ')}") from err
+
+
+def _newest_frames(where: str, obs: np.ndarray) -> np.ndarray:
+    """(T+1, H, W) frames from frames, (T+1, H, W, 1) frames or (T+1, k, H, W) stacks.
+
+    A stack must hold consecutive frames, oldest first; what it holds before an episode's first
+    frame (zeros, or copies of the first frame) is not kept: stacks are rebuilt with zeros there.
+    """
+    if obs.ndim == 4 and obs.shape[-1] == 1:
+        obs = obs[..., 0]
+    if obs.ndim == 3:
+        return np.ascontiguousarray(obs)
+    if obs.ndim != 4 or obs.shape[1] > 16:
+        raise DemoError(
+            f"{where}: observations: {obs.shape[1:]} uint8: expected grayscale frames (H, W) or "
+            f"channel-first stacks (k, H, W)"
+        )
+    k, newest = obs.shape[1], np.ascontiguousarray(obs[:, -1])
+    for lag in range(1, k):  # the stack's frame k-1-lag is the newest frame `lag` steps ago
+        if not np.array_equal(obs[lag:, k - 1 - lag], newest[:-lag]):
+            raise DemoError(
+                f"{where}: observations: the {k}-frame stacks do not hold consecutive frames, "
+                f"oldest first"
+            )
+    return newest
+
+
+def _as_arrays(
+    name: str, trajectories: list[Trajectory], meta: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The arrays a demo file of these trajectories would hold, for `demos._validate`."""
+    import json
+
+    is_frames = trajectories[0].obs.dtype == np.uint8
+    shapes = {t.obs.shape[1:] for t in trajectories}
+    if len(shapes) != 1:
+        raise DemoError(f"{name}: observations: episodes differ in shape: {sorted(shapes)}")
+    return {
+        "frames" if is_frames else "obs": np.concatenate([t.obs for t in trajectories]),
+        "actions": np.concatenate([t.actions for t in trajectories]),
+        "rewards": np.concatenate([t.rewards for t in trajectories]),
+        "terminated": np.array([t.terminated for t in trajectories], dtype=bool),
+        "truncated": np.array([t.truncated for t in trajectories], dtype=bool),
+        "episode_lengths": np.array([len(t) for t in trajectories], dtype=np.int64),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
+    }
