@@ -14,16 +14,18 @@ DEMOS_LIST ?=
 SEEDS ?=
 GRID ?= examples/cartpole_sweep.toml
 ADDRESS ?=
+MINARI ?=
 ARGS ?=
 
 # Optional flags, passed only when the variable is set.
 opt = $(if $(2),$(1) $(2))
 
-.PHONY: install test test-all lint format demos train video compare bench expert distill sweep clean help
+.PHONY: install test test-all lint format demos minari train video compare bench expert distill sweep clean help
 
 help:
 	@echo "make install | test | test-all | lint | format"
 	@echo "make demos GAME=Pong [EPISODES=N] [EXPERT=name-or-path] [SEED=S] [DART=p]"
+	@echo "make minari GAME=CartPole MINARI=namespace/name-v0 [DEMOS=file]"
 	@echo "make train GAME=Pong [STEPS=N] [MODE=offline|online] [DEMOS=path] [SEED=S]"
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
@@ -34,7 +36,7 @@ help:
 
 install:
 	$(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[dev,zoo,box2d,sweep]" torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev,zoo,box2d,sweep,minari]" torch==2.13.0
 
 test:
 	$(PYTHON) -m pytest -m "not slow" -q
@@ -52,6 +54,9 @@ format:
 
 demos:
 	$(PYTHON) -m runners.demos --game $(GAME) --seed $(SEED) $(call opt,--episodes,$(EPISODES)) $(call opt,--expert,$(EXPERT)) $(call opt,--dart,$(DART)) $(ARGS)
+
+minari:
+	$(PYTHON) -m runners.demos --game $(GAME) --export-minari $(or $(MINARI),$(error set MINARI=namespace/name-v0, the dataset id)) $(call opt,--demos,$(DEMOS)) $(ARGS)
 
 train:
 	$(PYTHON) -m runners.train --game $(GAME) --seed $(SEED) $(call opt,--steps,$(STEPS)) $(call opt,--mode,$(MODE)) $(call opt,--demos,$(DEMOS)) $(call opt,--algo,$(ALGO)) $(ARGS)
