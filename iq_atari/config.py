@@ -28,7 +28,9 @@ class TrainConfig:
     mode: Literal["offline", "online"] = _opt(
         "offline", "offline: expert data only; online: also the agent's own transitions"
     )
-    demos: str | None = _opt(None, "demo file (.npz); default: expert_demos/, recorded if missing")
+    demos: str | None = _opt(
+        None, "demo file (.npz) or minari:DATASET_ID; default: expert_demos/, recorded if missing"
+    )
     num_demos: int | None = _opt(
         None, "use the first N episodes of the demos (default all)", positive=True
     )
