@@ -205,7 +205,11 @@ def _frames_env(meta: dict[str, Any], is_atari: bool) -> gym.Env:
     Atari our env below the frame stack (single frames); for classic games the plain gym env."""
     if not is_atari:
         return gym.make(meta["env_id"])
-    env = make_env(meta["env_id"], settings=AtariSettings(**meta["env_kwargs"]))
+    try:
+        settings = AtariSettings(**meta["env_kwargs"])
+    except TypeError as err:
+        raise DemoError(f"meta.env_kwargs: not settings of our Atari env ({err})") from err
+    env = make_env(meta["env_id"], settings=settings)
     while not isinstance(env, gym.wrappers.FrameStackObservation):
         env = env.env
     frames_env = env.env
