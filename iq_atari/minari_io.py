@@ -112,7 +112,7 @@ def export_minari(
             f"version, or delete it first (minari delete {dataset_id})"
         )
     is_atari = resolve_game(meta["env_id"]).is_atari
-    frames_env = _frames_env(meta, is_atari)
+    frames_env = _frames_env(str(demos_path), meta, is_atari)
     seeds = meta.get("episode_seeds")
     if not isinstance(seeds, list) or len(seeds) != len(demos):
         seeds = [None] * len(demos)
@@ -200,7 +200,7 @@ def _last_step_flag(length: int, value: bool) -> np.ndarray:
     return flags
 
 
-def _frames_env(meta: dict[str, Any], is_atari: bool) -> gym.Env:
+def _frames_env(name: str, meta: dict[str, Any], is_atari: bool) -> gym.Env:
     """The env whose observations the dataset stores, for its spec and observation space: for
     Atari our env below the frame stack (single frames); for classic games the plain gym env."""
     if not is_atari:
@@ -208,7 +208,7 @@ def _frames_env(meta: dict[str, Any], is_atari: bool) -> gym.Env:
     try:
         settings = AtariSettings(**meta["env_kwargs"])
     except TypeError as err:
-        raise DemoError(f"meta.env_kwargs: not settings of our Atari env ({err})") from err
+        raise DemoError(f"{name}: meta.env_kwargs: not settings of our Atari env ({err})") from err
     env = make_env(meta["env_id"], settings=settings)
     while not isinstance(env, gym.wrappers.FrameStackObservation):
         env = env.env
