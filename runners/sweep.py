@@ -36,6 +36,8 @@ import dataclasses
 import itertools
 import os
 import sys
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,11 +82,15 @@ class Grid:
 
 def load_grid(path: str | Path, out: str | None = None) -> Grid:
     """Read and check a grid file; every problem names the file and the key."""
+    from iq_atari.envs import resolve_game
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such grid file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a TOML text file (not UTF-8: {err.reason})") from err
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"{path}: not valid TOML ({err})") from err
     unknown = set(data) - GRID_KEYS
@@ -93,9 +99,22 @@ def load_grid(path: str | Path, out: str | None = None) -> Grid:
 
     def listed(key: str, kind: type, default: list | None = None) -> list:
         value = data.get(key, default)
-        if not isinstance(value, list) or not value or not all(isinstance(v, kind) for v in value):
+        if not isinstance(value, list) or not value or not all(_is(v, kind) for v in value):
             raise InputError(f"{path}: {key}: expected a non-empty list of {kind.__name__}")
         return value
+
+    for key in ("name", "out"):
+        if key in data and not isinstance(data[key], str):
+            raise InputError(f"{path}: {key}: expected a string, got {data[key]!r}")
+    for key in ("resources", "train"):
+        if not isinstance(data.get(key, {}), dict):
+            raise InputError(f"{path}: {key}: expected a table ([{key}]), got {data[key]!r}")
+    games = listed("games", str)
+    for game in games:
+        try:
+            resolve_game(game)
+        except InputError as err:
+            raise InputError(f"{path}: games: {err}") from err
 
     methods = listed("methods", str, ["iq-offline", "bc"])
     bad = [m for m in methods if m not in compare.METHODS]
@@ -106,15 +125,19 @@ def load_grid(path: str | Path, out: str | None = None) -> Grid:
     if min(counts) < 1 or min(seeds) < 0:
         raise InputError(f"{path}: num_demos must be >= 1 and seeds >= 0")
     steps = data.get("steps")
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
+    if steps is not None and (not _is(steps, int) or steps < 1):
         raise InputError(f"{path}: steps: expected a positive integer, got {steps!r}")
     resources = data.get("resources", {})
     cpus = resources.get("cpus", 1)
     gpus = resources.get("gpus", "auto")
     if gpus == "auto":
         gpus = AUTO_GPU_FRACTION if _cuda_available() else 0.0
-    if not isinstance(cpus, int | float) or cpus <= 0 or not isinstance(gpus, int | float):
-        raise InputError(f"{path}: resources: expected cpus > 0 and gpus a number or 'auto'")
+    unknown = set(resources) - {"cpus", "gpus"}
+    if unknown or not _is(cpus, float) or cpus <= 0 or not _is(gpus, float) or gpus < 0:
+        raise InputError(
+            f"{path}: resources: expected cpus > 0 and gpus a number >= 0 or 'auto'"
+            + (f"; unknown keys {sorted(unknown)}" if unknown else "")
+        )
     train = data.get("train", {})
     fields = {f.name for f in dataclasses.fields(_train_config_cls())}
     clash = set(train) & {"game", "algo", "mode", "num_demos", "seed", "run_dir", "steps"}
@@ -122,11 +145,12 @@ def load_grid(path: str | Path, out: str | None = None) -> Grid:
         raise InputError(
             f"{path}: train: unknown or grid-owned keys {sorted((set(train) - fields) | clash)}"
         )
+    _check_train(path, train, games)
     name = str(data.get("name", path.stem))
     return Grid(
         name=name,
         out=Path(out or data.get("out") or Path("runs") / "sweeps" / name).absolute(),
-        games=listed("games", str),
+        games=games,
         methods=methods,
         num_demos=counts,
         seeds=seeds,
@@ -135,6 +159,55 @@ def load_grid(path: str | Path, out: str | None = None) -> Grid:
         gpus=float(gpus),
         train=train,
     )
+
+
+def _is(value: Any, kind: type) -> bool:
+    """Whether a TOML value is of `kind`; TOML's booleans are not numbers, ints are floats."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _check_train(path: Path, train: dict[str, Any], games: list[str]) -> None:
+    """Every `[train]` value of the type its TrainConfig field takes, and a valid config with
+    each game, so a bad value is one line about the grid file rather than a failed trial."""
+    from iq_atari.config import resolve_config
+
+    cls = _train_config_cls()
+    hints = typing.get_type_hints(cls)
+    for key, value in train.items():
+        if not _accepts(hints[key], value):
+            raise InputError(
+                f"{path}: train: {key}: expected {_describe(hints[key])}, got {value!r}"
+            )
+    for game in games:
+        try:
+            resolve_config(cls(game=game, **train))
+        except InputError as err:
+            raise InputError(f"{path}: train: {err}") from err
+
+
+def _options(hint: Any) -> list[Any]:
+    """The alternatives of a type hint: its Union members, Literal values, or itself."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [o for a in typing.get_args(hint) for o in _options(a) if a is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return list(typing.get_args(hint))
+    return [hint]
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a TOML value fits a TrainConfig field's type hint."""
+    return any(
+        _is(value, option) if isinstance(option, type) else value == option
+        for option in _options(hint)
+    )
+
+
+def _describe(hint: Any) -> str:
+    return " or ".join(o.__name__ if isinstance(o, type) else repr(o) for o in _options(hint))
 
 
 def _train_config_cls():
