@@ -112,6 +112,12 @@ class TrainConfig:
     reward_check_episodes: int = _opt(
         3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
     )
+    reward_check_max_steps: int = _opt(
+        1_000,
+        "IQ: the reward check cuts each episode at this many agent steps (a whole Pong game of "
+        "its expert is ~10k)",
+        positive=True,
+    )
     video_every: int = _opt(
         0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
     )

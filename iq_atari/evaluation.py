@@ -43,13 +43,17 @@ def evaluate(
     seed: int,
     settings: AtariSettings | None = None,
     max_envs: int = 8,
+    progress: bool = False,
 ) -> np.ndarray:
     """Raw (unclipped, whole-game) returns of `episodes` episodes of `policy_fn`, in env order.
 
     `policy_fn` maps a batch of observations to a batch of actions (e.g. greedy argmax Q). The
     episodes run in up to `max_envs` envs at once; env i plays a fixed quota of episodes, so the
     result does not depend on which episodes end first, and the same seed gives the same episodes.
+    `progress` shows a bar over the episodes (whole Atari games of a good agent take minutes).
     """
+    from tqdm import tqdm
+
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     n_envs = min(episodes, max_envs)
@@ -60,6 +64,14 @@ def evaluate(
         game, n_envs, seed=seed, settings=eval_settings(settings) if spec.is_atari else None
     )
     returns: list[list[float]] = [[] for _ in range(n_envs)]
+    bar = tqdm(
+        total=episodes,
+        desc=f"eval {spec.name} ({n_envs} envs, greedy)",
+        unit="ep",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     try:
         obs, _ = envs.reset()
         while any(len(r) < q for r, q in zip(returns, quota, strict=True)):
@@ -68,12 +80,15 @@ def evaluate(
                 for i in np.flatnonzero(infos["_episode"]):
                     if len(returns[i]) < quota[i]:
                         returns[i].append(float(infos["episode"]["r"][i]))
+                        bar.update()
     finally:
+        bar.close()
         envs.close()
     return np.array([r for env_returns in returns for r in env_returns], dtype=np.float64)
 
 
 EPSILONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SLOW_EXPERTS = ("planner",)  # look-ahead experts: never the reward check's default
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -265,14 +280,17 @@ def reward_correlation(
     epsilons: Sequence[float] = EPSILONS,
     settings: AtariSettings | None = None,
     progress: bool = False,
+    max_steps: int | None = None,
 ) -> RewardCorrelation:
     """Correlate recovered and true returns over `episodes` episodes per epsilon of the
     epsilon-random `expert`, plus `episodes` greedy episodes of `agent` itself.
 
-    Atari episodes are whole games (as in `evaluate`); episode j of each policy starts from
-    seed + j, so every policy meets the same starts. `progress` shows a bar over the episodes
-    (whole games of a look-ahead expert take minutes).
+    Atari episodes are whole games (as in `evaluate`) unless `max_steps` cuts each episode at
+    that many agent steps (a time-limit end: the recovered sum bootstraps from V there, and both
+    sums cover the same steps). Episode j of each policy starts from seed + j, so every policy
+    meets the same starts. `progress` shows a bar over the episodes, naming the policy playing.
     """
+    from gymnasium.wrappers import TimeLimit
     from tqdm import tqdm
 
     from iq_atari.rollout import run_episode
@@ -281,13 +299,17 @@ def reward_correlation(
     settings = eval_settings(settings) if spec.is_atari else None
     frame_stack = (settings or AtariSettings()).frame_stack
     env = make_env(game, seed, settings=settings)
+    if max_steps is not None:
+        env = TimeLimit(env, max_episode_steps=max_steps)
     n_actions = int(env.action_space.n)
     rng = np.random.default_rng(seed)
-    played: list[tuple[str, Trajectory]] = []
+    sources: list[str] = []
+    true_returns, recovered, lengths = [], [], []
 
     def greedy(obs: np.ndarray) -> int:
         return int(agent.act(np.asarray(obs)[None], greedy=True)[0])
 
+    cap = f", <= {max_steps} steps each" if max_steps is not None else ", whole episodes"
     bar = tqdm(
         total=episodes * (len(epsilons) + 1),
         desc=f"reward check {spec.name}",
@@ -295,26 +317,32 @@ def reward_correlation(
         disable=not progress,
         dynamic_ncols=True,
     )
+    # (source, what the bar says, epsilon or None for the agent), in the order they play
+    players = [(f"expert eps={e:g}", f"{expert.name} expert, epsilon {e:g}", e) for e in epsilons]
+    players.append(("agent", "the trained agent, greedy", None))
     try:
-        for epsilon in epsilons:
-            policy = epsilon_policy(expert, env, n_actions, epsilon, rng)
+        for source, label, epsilon in players:
+            bar.set_description(f"reward check {spec.name}: {label}{cap}")
+            if epsilon is None:
+                policy, reset = greedy, None
+            else:
+                policy = epsilon_policy(expert, env, n_actions, epsilon, rng)
+                reset = lambda: expert.reset(env)  # noqa: E731
             for j in range(episodes):
-                episode = run_episode(env, policy, seed + j, on_reset=lambda: expert.reset(env))
-                played.append((f"expert eps={epsilon:g}", episode.trajectory))
+                trajectory = run_episode(env, policy, seed + j, on_reset=reset).trajectory
+                sources.append(source)
+                true_returns.append(trajectory.ret)
+                recovered.append(recovered_return(agent, trajectory, gamma, frame_stack))
+                lengths.append(len(trajectory))
                 bar.update()
-        for j in range(episodes):
-            played.append(("agent", run_episode(env, greedy, seed + j).trajectory))
-            bar.update()
     finally:
         bar.close()
         env.close()
     return RewardCorrelation(
-        sources=[source for source, _ in played],
-        true_returns=np.array([t.ret for _, t in played]),
-        recovered_returns=np.array(
-            [recovered_return(agent, t, gamma, frame_stack) for _, t in played]
-        ),
-        lengths=np.array([len(t) for _, t in played]),
+        sources=sources,
+        true_returns=np.array(true_returns),
+        recovered_returns=np.array(recovered),
+        lengths=np.array(lengths),
     )
 
 
@@ -352,24 +380,39 @@ def reward_check(
     expert_name: str | None = None,
     settings: AtariSettings | None = None,
     progress: bool = False,
+    max_steps: int | None = None,
 ) -> dict | None:
-    """`reward_correlation` with the demos' expert (else the game's default) and its scatter plot
-    at `out_png`; None (with a note on stderr) when the game has no expert to play."""
+    """`reward_correlation` with the named expert (else the game's default: its RAM agent where
+    one ships, fast; never a look-ahead planner unless named), episodes cut at `max_steps`, and
+    its scatter plot at `out_png`; None (with a note on stderr) when the game has no expert."""
     import sys
 
     from iq_atari.errors import InputError
-    from iq_atari.experts import get_expert
+    from iq_atari.experts import available_experts, get_expert
 
-    try:
-        expert = get_expert(game, expert_name)
-    except InputError:
+    # The named expert, else the game's experts in their default order, skipping the slow ones
+    # (the Pong planner plays a whole game in ~84 s) and any that cannot load here.
+    names = [n for n in available_experts(game) if n not in (*SLOW_EXPERTS, "random")]
+    expert, why = None, f"{resolve_game(game).name} has no fast expert to play"
+    for name in [expert_name, *names] if expert_name is not None else names:
         try:
-            expert = get_expert(game)
+            expert = get_expert(game, name)
+            break
         except InputError as err:
-            print(f"reward check skipped: {err}", file=sys.stderr)
-            return None
+            why = str(err)
+    if expert is None:
+        print(f"reward check skipped: {why}", file=sys.stderr)
+        return None
     result = reward_correlation(
-        agent, game, gamma, expert, episodes, seed, settings=settings, progress=progress
+        agent,
+        game,
+        gamma,
+        expert,
+        episodes,
+        seed,
+        settings=settings,
+        progress=progress,
+        max_steps=max_steps,
     )
     plot_reward_correlation(result, out_png, f"recovered vs true return, {resolve_game(game).name}")
     return result.to_dict()
