@@ -4,7 +4,7 @@ to a replay `FrameBuffer`. Atari with 2+ envs overlaps the policy forward with e
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gymnasium as gym
@@ -56,11 +56,14 @@ class Collector:
         )
         self.restored = False  # whether `replay` was restored
         if replay is not None:
-            try:
-                self.buffer.load_state_dict(replay, f"checkpoints/{REPLAY_FILE}")
-                self.restored = True
-            except InputError as err:  # checked before any array is copied
-                print(f"{err}; collecting the replay afresh", file=sys.stderr)
+            replay_path = Path(config.run_dir or "") / "checkpoints" / REPLAY_FILE
+            try:  # checked before any array is copied
+                self.buffer.load_state_dict(replay, str(replay_path))
+            except InputError as err:
+                raise InputError(
+                    f"{err} (not saved by this run); delete it to resume with a fresh replay buffer"
+                ) from err
+            self.restored = True
         self.obs, _ = self.envs.reset()
         self.buffer.start(self.obs)
         self.autoreset = np.zeros(config.n_envs, dtype=bool)

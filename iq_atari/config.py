@@ -47,7 +47,11 @@ class TrainConfig:
     steps: int | None = _opt(None, "gradient updates (Atari 50000, classic 10000)", positive=True)
     seed: int = _opt(0, "seed of networks, sampling and envs")
     run_dir: str | None = _opt(None, "run directory (default runs/<game>/<algo>-<seed>-<time>)")
-    resume: bool = _opt(False, "continue the run in --run-dir from checkpoints/last.pt")
+    resume: bool = _opt(
+        False,
+        "continue the run in --run-dir from checkpoints/last.pt, with its settings (other flags "
+        "than --steps, --device, --threads, --progress must match them)",
+    )
     device: str = _opt("auto", "auto, cpu or cuda")
     batch_size: int | None = _opt(
         None,

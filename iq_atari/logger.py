@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iq_atari.utils import atomic_path
+from iq_atari.utils import atomic_path, write_error
 
 CSV_NAME = "metrics.csv"
 CSV_HEADER = ["step", "tag", "value", "wall_time"]
@@ -31,10 +31,13 @@ class Logger:
         if resume_step is not None and self.csv_path.exists():
             _truncate_csv(self.csv_path, resume_step)
         new = not self.csv_path.exists()
-        self._file = open(self.csv_path, "a", newline="")  # noqa: SIM115 (closed in close())
-        self._csv = csv.writer(self._file)
-        if new:
-            self._csv.writerow(CSV_HEADER)
+        try:
+            self._file = open(self.csv_path, "a", newline="")  # noqa: SIM115 (closed in close())
+            self._csv = csv.writer(self._file)
+            if new:
+                self._csv.writerow(CSV_HEADER)
+        except OSError as err:
+            raise write_error(self.csv_path, err, atomic=False) from err
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -49,15 +52,21 @@ class Logger:
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         """Record each scalar (anything `float()` accepts) at `step`."""
         now = time.time()
-        for tag, value in scalars.items():
-            value = float(value)
-            self._csv.writerow([step, tag, repr(value), f"{now:.3f}"])
-            if self._writer is not None:
-                self._writer.add_scalar(tag, value, step, walltime=now)
-        self._file.flush()
+        try:
+            for tag, value in scalars.items():
+                value = float(value)
+                self._csv.writerow([step, tag, repr(value), f"{now:.3f}"])
+                if self._writer is not None:
+                    self._writer.add_scalar(tag, value, step, walltime=now)
+            self._file.flush()
+        except OSError as err:  # a full disk: name the file, not just the errno
+            raise write_error(self.csv_path, err, atomic=False) from err
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as err:  # rows still buffered after a failed write
+            raise write_error(self.csv_path, err, atomic=False) from err
         if self._writer is not None:
             self._writer.close()
 

@@ -18,6 +18,8 @@ import signal
 import sys
 import threading
 import time
+import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ from tqdm import tqdm
 from iq_atari.agent import SoftQAgent
 from iq_atari.augment import shift_batch
 from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
+from iq_atari.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, restore, save_checkpoint
 from iq_atari.collector import REPLAY_FILE, Collector
 from iq_atari.config import TrainConfig, config_from_dict, loss_config, parse_hidden, resolve_config
 from iq_atari.envs import AtariSettings, make_env, resolve_game
@@ -38,9 +41,16 @@ from iq_atari.evaluation import evaluate, reward_check
 from iq_atari.iq import IQLearner, IQLearnerConfig
 from iq_atari.logger import Logger, plot_curve
 from iq_atari.networks import make_q_network
-from iq_atari.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
+from iq_atari.utils import (
+    atomic_path,
+    atomic_write_text,
+    resolve_device,
+    run_dir_lock,
+    seed_everything,
+)
 
-CHECKPOINT_FORMAT = 1
+# What a resumed run may change; every other flag given with --resume must match the run.
+RESUME_CHANGEABLE = ("steps", "device", "threads", "progress", "run_dir", "resume")
 
 
 class Learner(Protocol):
@@ -106,27 +116,28 @@ def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, 
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
-    state = _read_checkpoint(path)
-    config = config_from_dict(state["config"])
+    state = read_checkpoint(path)
+    config = _saved_config(state, path)
     space = _obs_space(state["obs_shape"], state["obs_dtype"])
     learner = make_learner(config, space, state["n_actions"], resolve_device(device))
-    learner.load_state_dict(state["learner"])
+    restore(path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"]))
     return learner, config
+
+
+def _saved_config(state: dict, path: Path) -> TrainConfig:
+    """The resolved TrainConfig a checkpoint was trained with, checked as a new one would be."""
+    try:
+        config = config_from_dict(state["config"])
+        parse_hidden(config.hidden)
+        return resolve_config(config)
+    except (InputError, TypeError, ValueError) as err:
+        raise InputError(f"{path}: config: {err}") from err
 
 
 def _obs_space(shape: list[int], dtype: str) -> gym.Space:
     if dtype == "uint8":
         return gym.spaces.Box(0, 255, tuple(shape), np.uint8)
     return gym.spaces.Box(-np.inf, np.inf, tuple(shape), np.float32)
-
-
-def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not an iq_atari checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
 
 
 def find_or_record_demos(config: TrainConfig, say=print) -> Path:
@@ -163,20 +174,71 @@ class LoopState:
     last_eval: dict | None = None
 
 
-def train(config: TrainConfig) -> dict:
-    """Train, evaluate and checkpoint as `config` says; returns the eval.json record."""
-    saved = None
+def train(config: TrainConfig, given: Collection[str] = ()) -> dict:
+    """Train, evaluate and checkpoint as `config` says; returns the eval.json record.
+
+    With `config.resume` the run continues with its saved settings; `given` names the fields
+    the user set (the command line's flags), and any of them that differs from the run's own
+    value, other than those in RESUME_CHANGEABLE, is an InputError rather than ignored.
+    One process at a time trains in a run directory (a lock there; a second one is refused).
+    """
+    last = None
     if config.resume:
         if config.run_dir is None:
             raise InputError("--resume needs --run-dir (the run to continue)")
-        saved = _read_checkpoint(Path(config.run_dir) / "checkpoints" / "last.pt")
-        previous = dataclasses.asdict(config_from_dict(saved["config"]))
-        # A resumed run keeps its settings; only --steps (to extend it), the device and the
-        # progress bar may change.
-        changeable = ("steps", "device", "progress", "run_dir", "resume")
-        keep = {k: v for k, v in previous.items() if k not in changeable}
-        config = dataclasses.replace(config, **keep, steps=config.steps or previous["steps"])
+        last = Path(config.run_dir) / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise InputError(f"--resume: {last}: no such checkpoint (nothing to resume)")
+        config = resumed_config(config, read_checkpoint(last), last, given)
     config = resolve_config(config)
+    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
+    config = dataclasses.replace(config, run_dir=str(run_dir))
+    with run_dir_lock(run_dir):
+        # Read again under the lock: the run may have moved on since the check above.
+        saved = read_checkpoint(last) if last is not None else None
+        return _train_locked(config, saved)
+
+
+def resumed_config(
+    config: TrainConfig, saved: dict, path: Path, given: Collection[str] = ()
+) -> TrainConfig:
+    """The saved run's config with only the RESUME_CHANGEABLE fields of `config` taken over;
+    a `given` field that conflicts with the run raises one InputError listing them all."""
+    previous = _saved_config(saved, path)
+    conflicts = []
+    for name in sorted(set(given) - set(RESUME_CHANGEABLE)):
+        if not _same_setting(name, getattr(config, name), getattr(previous, name)):
+            flag = "--" + name.replace("_", "-")
+            conflicts.append(
+                f"{flag} {getattr(config, name)} (the run has {getattr(previous, name)})"
+            )
+    if conflicts:
+        raise InputError(
+            f"--resume: {'; '.join(conflicts)}: the run in {config.run_dir} keeps its settings "
+            f"(only --steps, --device, --threads and --progress may change); drop the flag, or "
+            f"train a new run in another --run-dir"
+        )
+    keep = {k: v for k, v in dataclasses.asdict(previous).items() if k not in RESUME_CHANGEABLE}
+    threads = config.threads if "threads" in given else previous.threads
+    return dataclasses.replace(
+        config, **keep, threads=threads, steps=config.steps or previous.steps
+    )
+
+
+def _same_setting(name: str, mine: Any, theirs: Any) -> bool:
+    """Whether a flag's value and a saved run's value mean the same setting."""
+    if mine is None or theirs is None:
+        return mine is theirs
+    if name == "game":
+        return resolve_game(str(mine)).env_id == resolve_game(str(theirs)).env_id
+    if name == "demos":
+        return Path(mine).resolve() == Path(theirs).resolve()
+    if name == "hidden":
+        return parse_hidden(str(mine)) == parse_hidden(str(theirs))
+    return mine == theirs
+
+
+def _train_locked(config: TrainConfig, saved: dict | None) -> dict:
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -223,6 +285,15 @@ class TrainingRun:
         obs_space, n_actions = env.observation_space, int(env.action_space.n)
         check_env_match(demos, env)
         env.close()
+        last = Path(config.run_dir or "") / "checkpoints" / "last.pt"
+        if saved is not None and (
+            tuple(saved["obs_shape"]) != obs_space.shape or saved["n_actions"] != n_actions
+        ):
+            raise InputError(
+                f"{last}: trained on observations {tuple(saved['obs_shape'])} with "
+                f"{saved['n_actions']} actions; {config.game} with {demos.path} gives "
+                f"{obs_space.shape} and {n_actions}"
+            )
         self.demo_episodes = demo_episodes(len(demos), config.num_demos, config.demo_draw)
         trajectories = [demos.trajectories[i] for i in self.demo_episodes]
         self.num_demos = len(trajectories)
@@ -239,13 +310,17 @@ class TrainingRun:
         self.config = config = dataclasses.replace(config, run_dir=str(self.run_dir), resume=False)
         self.state = LoopState()
         if saved is not None:
-            self.learner.load_state_dict(saved["learner"])
-            self.state = LoopState(**saved["loop"])
-            self.rng.bit_generator.state = saved["rng"]
-            torch.set_rng_state(saved["torch_rng"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(dataclasses.asdict(config), indent=2)
-        atomic_write_text(self.run_dir / "config.json", text)
+            learner = f"its {config.algo} learner"
+            restore(last, learner, lambda: self.learner.load_state_dict(saved["learner"]))
+            self.state = restore(last, "its loop counters", lambda: LoopState(**saved["loop"]))
+            restore(last, "its RNG state", lambda: self._set_rng(saved["rng"], saved["torch_rng"]))
+        self.collector = None
+        self.warmup = config.learning_starts  # env steps collected before the first update here
+        if config.mode == "online":  # before anything is written: a bad replay file stops here
+            replay = self._saved_replay(self.state.updates) if saved is not None else None
+            self.collector = Collector(config, self.settings, obs_space, replay)
+            if self.collector.restored:
+                self.warmup = 0
         self.checkpoint_info = {
             "obs_shape": list(obs_space.shape),
             "obs_dtype": str(obs_space.dtype),
@@ -255,15 +330,16 @@ class TrainingRun:
             # a checkpoint alone can replay its agent in the same game (runners/record.py).
             "env_kwargs": self.settings.to_dict() if self.settings is not None else None,
         }
-        resume_step = self.state.updates if saved is not None else None
-        self.logger = Logger(self.run_dir, config.tensorboard, resume_step=resume_step)
-        self.collector = None
-        self.warmup = config.learning_starts  # env steps collected before the first update here
-        if config.mode == "online":
-            replay = self._saved_replay(saved["loop"]["updates"]) if saved is not None else None
-            self.collector = Collector(config, self.settings, obs_space, replay)
-            if self.collector.restored:
-                self.warmup = 0
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(dataclasses.asdict(config), indent=2)
+            atomic_write_text(self.run_dir / "config.json", text)
+            resume_step = self.state.updates if saved is not None else None
+            self.logger = Logger(self.run_dir, config.tensorboard, resume_step=resume_step)
+        except BaseException:
+            if self.collector is not None:
+                self.collector.close()
+            raise
         self.bar = tqdm(
             total=config.steps,
             initial=self.state.updates,
@@ -274,6 +350,10 @@ class TrainingRun:
         )
         self._started = time.time() - self.state.wall_time_s
         self._stop_requested = False
+
+    def _set_rng(self, rng: dict, torch_rng: torch.Tensor) -> None:
+        self.rng.bit_generator.state = rng
+        torch.set_rng_state(torch_rng)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         """First Ctrl-C: stop after the current update (the loop raises KeyboardInterrupt then);
@@ -368,6 +448,7 @@ class TrainingRun:
             config.eval_episodes,
             seed=10_000 + config.seed,
             settings=self.settings,
+            progress=config.progress,
         )
         result = {
             "updates": state.updates,
@@ -408,21 +489,26 @@ class TrainingRun:
         self.logger.log_image("eval/video_last_frame", recording.last_frame, updates)
 
     def _saved_replay(self, updates: int) -> dict[str, np.ndarray] | None:
-        """The replay saved with last.pt at `updates`, if it is there, readable and of the same
-        update; otherwise None (and the run says why and collects afresh)."""
+        """The replay saved with last.pt at `updates`, if it is there; None if there is none
+        or it is from another update (a run killed between writing it and last.pt), saying so.
+        A file that is not a whole replay buffer is an InputError: it was not written by a run."""
         path = self.run_dir / "checkpoints" / REPLAY_FILE
         if not path.is_file():
             return None
-        why = None
+        fix = "delete it to resume with a fresh replay buffer"
         try:
             with np.load(path, allow_pickle=False) as npz:
                 replay = {k: npz[k] for k in npz.files}
-            saved_at = int(replay.pop("updates", -1))
-            if saved_at != updates:
-                why = f"it is from update {saved_at}, last.pt from update {updates}"
-        except Exception as err:  # a damaged or foreign file must not stop the resume
-            why = f"{type(err).__name__}: {err}"
-        if why is not None:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            raise InputError(
+                f"{path}: not a readable replay buffer ({type(err).__name__}: "
+                f"{' '.join(str(err).split())}); {fix}"
+            ) from err
+        saved_at = replay.pop("updates", None)
+        if saved_at is None or np.shape(saved_at) != () or saved_at.dtype.kind not in "iu":
+            raise InputError(f"{path}: updates: missing or not an integer; {fix}")
+        if int(saved_at) != updates:
+            why = f"it is from update {int(saved_at)}, last.pt from update {updates}"
             print(f"{path}: not restored ({why}); collecting the replay afresh", file=sys.stderr)
             return None
         return replay
@@ -444,8 +530,7 @@ class TrainingRun:
             "torch_rng": torch.get_rng_state(),
             **self.checkpoint_info,
         }
-        with atomic_path(self.run_dir / "checkpoints" / name) as tmp:
-            torch.save(blob, tmp)
+        save_checkpoint(blob, self.run_dir / "checkpoints" / name)
 
     def close(self) -> None:
         self.bar.close()
@@ -492,6 +577,7 @@ class TrainingRun:
                 out_png=self.run_dir / "reward_correlation.png",
                 settings=self.settings,
                 progress=config.progress,
+                max_steps=config.reward_check_max_steps,
             )
         atomic_write_text(self.run_dir / "eval.json", json.dumps(record, indent=2))
         return record

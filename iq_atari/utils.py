@@ -18,26 +18,50 @@ import torch
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temp path in the destination's directory; on success fsync it and rename over `path`.
 
-    If the body raises, the temp file is removed and an existing `path` is left untouched.
+    If the body raises, the temp file is removed and an existing `path` is left untouched. An
+    OSError on the way (no such directory, no permission, a full disk, `ulimit -f`) is raised
+    again as an OSError of the same errno that names `path` and says the old file is kept, so
+    runners print one line about the file the user knows (not about the temp file).
     `suffix` keeps the temp file's extension for writers that look at it (np.savez, video).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp"
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual new-file mode
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix + ".tmp"
+        )
+        os.close(fd)
+        tmp_path = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual new-file mode
         yield tmp_path
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise write_error(path, err, tmp_path) from err
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+
+
+def write_error(
+    path: Path, err: OSError, tmp_path: Path | None = None, atomic: bool = True
+) -> OSError:
+    """`err` as an OSError about writing `path` (same errno, hence the same subclass), naming
+    `path` rather than the temp file `tmp_path` it was being written to; `atomic`: `path` was
+    not touched (else it was being appended to)."""
+    if getattr(err, "written_path", None) is not None:  # already said, by a nested write
+        return err
+    kept = "; the previous file is unchanged" if atomic and path.exists() else ""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None and Path(err.filename) not in (path, path.parent, tmp_path):
+        reason = f"{reason} ({err.filename})"
+    new = OSError(err.errno, f"not written: {reason}{kept}", str(path))
+    new.written_path = path
+    return new
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -76,3 +100,36 @@ def resolve_device(device: str) -> torch.device:
                 f"(torch {torch.__version__}); use --device cpu or auto"
             )
     return torch.device(device)
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `run_dir` (its `.lock` file) for the body; raise InputError at
+    once if another process holds it. The kernel drops the lock when its holder exits, however
+    it ends, so a killed run never leaves its directory locked."""
+    import fcntl
+
+    from iq_atari.errors import InputError
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / ".lock"
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise InputError(
+                f"{run_dir}: in use by another training process (pid {holder}); wait for it to "
+                f"end, or pass another --run-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)  # the pid is only meant to be read while the lock is held
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

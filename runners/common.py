@@ -1,8 +1,10 @@
 """Shared CLI plumbing: dataclass configs as kebab-case flags, and one-line errors for bad input.
 
 A runner defines a `@dataclass` config whose fields carry `help` metadata, and calls
-`run_cli(Config, run, argv, description)`. Bad input (InputError, and argparse's own errors)
-exits with status 2 and one line on stderr starting with `error:`; `--debug` shows tracebacks.
+`run_cli(Config, run, argv, description)`. Bad input (InputError, argparse's own errors, a path
+that does not exist or cannot be written) exits with status 2 and one line on stderr starting
+with `error:`; a diverged run or a failed write (full disk) with status 1 and one such line;
+`--debug` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def build_parser(config_cls: type, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def given_fields(config_cls: type, argv: Sequence[str] | None) -> set[str]:
+    """Names of the `config_cls` fields that `argv` sets explicitly (even to their default)."""
+    unset = object()  # not a string, so argparse does not run it through the flag's type
+    parser = build_parser(config_cls, "")
+    parser.set_defaults(**{f.name: unset for f in dataclasses.fields(config_cls)})
+    values = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    return {name for name, value in values.items() if value is not unset and name != "debug"}
+
+
 def run_cli(
     config_cls: type[C],
     run: Callable[[C], Any],
@@ -102,7 +113,7 @@ def run_cli(
             raise
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except NumericalError as err:
+    except (NumericalError, OSError) as err:  # a diverged run; a full disk, an I/O error
         if debug:
             raise
         print(f"error: {_one_line(err)}", file=sys.stderr)

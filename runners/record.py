@@ -186,20 +186,30 @@ def _newest_checkpoint(game: str) -> Path:
 
 def _checkpoint_settings(path: Path, is_atari: bool) -> AtariSettings | None:
     """The Atari settings the agent was trained with (those of its demos), else the defaults."""
-    import numpy as np
-    import torch
+    import zipfile
 
+    import numpy as np
+
+    from iq_atari.checkpoint import read_checkpoint
     from iq_atari.envs import AtariSettings
+    from iq_atari.errors import InputError
 
     if not is_atari:
         return None
     # Checkpoints store the env settings; older ones only name the demo file, whose meta has them.
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    kwargs = state.get("env_kwargs")
+    state = read_checkpoint(path)
+    kwargs, source = state.get("env_kwargs"), path
     if kwargs is None and state.get("demos") and Path(state["demos"]).is_file():
-        with np.load(state["demos"], allow_pickle=False) as npz:  # reads only the meta member
-            kwargs = json.loads(str(npz["meta"])).get("env_kwargs")
-    return AtariSettings(**kwargs) if kwargs else AtariSettings()
+        source = Path(state["demos"])
+        try:
+            with np.load(source, allow_pickle=False) as npz:  # reads only the meta member
+                kwargs = json.loads(str(npz["meta"])).get("env_kwargs")
+        except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as err:
+            raise InputError(f"{source}: cannot read its meta.env_kwargs ({err})") from err
+    try:
+        return AtariSettings(**kwargs) if kwargs else AtariSettings()
+    except TypeError as err:
+        raise InputError(f"{source}: env_kwargs: {err}") from err
 
 
 def _default_out(

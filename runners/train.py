@@ -6,6 +6,9 @@ metrics.csv, TensorBoard events, curve.png and eval.json to the run directory
 (runs/<game>/<algo>-<seed>-<time>/ unless --run-dir). Without --demos it uses the game's demo file
 in expert_demos/, recording one with the default expert first if there is none.
 Options left unset take the preset of the game's family (Atari or classic control).
+A resumed run keeps its settings: only --steps, --device, --threads and --progress may change,
+and any other flag given with --resume must match the run (else one error line). One process at
+a time trains in a run directory; a second one is refused while the first runs.
 
 Examples:
   python -m runners.train --game CartPole
@@ -17,12 +20,15 @@ Examples:
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 
 from iq_atari.train import TrainConfig, train
 
 
-def run(config: TrainConfig) -> dict:
-    record = train(config)
+def run(config: TrainConfig, given: Collection[str] = ()) -> dict:
+    """Train; `given`: the flags set on the command line (with --resume, any that conflicts
+    with the run is an error)."""
+    record = train(config, given)
     print(
         f"{record['algo']} {record['mode']} on {record['game']}: mean return "
         f"{record['mean_return']:.1f} +- {record['std_return']:.1f} over {record['episodes']} "
@@ -34,9 +40,11 @@ def run(config: TrainConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runners.common import run_cli
+    from runners.common import given_fields, run_cli
 
-    return run_cli(TrainConfig, run, argv, __doc__)
+    return run_cli(
+        TrainConfig, lambda config: run(config, given_fields(TrainConfig, argv)), argv, __doc__
+    )
 
 
 if __name__ == "__main__":
