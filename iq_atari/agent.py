@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from iq_atari.tensors import sample_softmax
 from iq_atari.utils import atomic_path
 
 
@@ -105,11 +106,7 @@ class SoftQAgent(nn.Module):
         """Actions for a batch of observations: argmax Q, or a sample from softmax(Q / alpha)."""
         obs_t = torch.as_tensor(obs, device=self.device)
         q = self.q(obs_t).float()
-        if greedy:
-            actions = q.argmax(dim=-1)
-        else:
-            probs = torch.softmax(q / self.alpha, dim=-1)
-            actions = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+        actions = q.argmax(dim=-1) if greedy else sample_softmax(q, generator, self.alpha)
         return actions.cpu().numpy()
 
     @torch.no_grad()

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.networks import make_q_network
+from iq_atari.tensors import sample_softmax, to_tensor
 
 if TYPE_CHECKING:
     from iq_atari.config import TrainConfig
@@ -105,10 +106,6 @@ def hold_out(buffer: FrameBuffer, fraction: float, rng: np.random.Generator) -> 
     return validation
 
 
-def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
 class BCLearner:
     """One cross-entropy step per `update`; every `val_interval` updates the validation loss is
     checked, the best weights kept, and after `patience` checks without improvement the best
@@ -142,8 +139,8 @@ class BCLearner:
             raise ValueError("behavioural cloning trains on expert data only (offline)")
         if self.stopped:
             return {"stopped": 1.0, "best_val_loss": self.best_val_loss}
-        obs = _to_tensor(expert_batch.obs, self.device)
-        actions = _to_tensor(expert_batch.actions, self.device)
+        obs = to_tensor(expert_batch.obs, self.device)
+        actions = to_tensor(expert_batch.actions, self.device)
         self.net.train()
         loss, metrics = bc_loss(self.net(obs), actions)
         self.optimizer.zero_grad(set_to_none=True)
@@ -164,8 +161,8 @@ class BCLearner:
         loss = correct = 0.0
         for start in range(0, len(self.validation), self.config.val_chunk):
             end = start + self.config.val_chunk
-            actions = _to_tensor(self.validation.actions[start:end], self.device)
-            logits = self.net(_to_tensor(self.validation.obs[start:end], self.device))
+            actions = to_tensor(self.validation.actions[start:end], self.device)
+            logits = self.net(to_tensor(self.validation.obs[start:end], self.device))
             _, metrics = bc_loss(logits, actions)
             loss += float(metrics["bc_loss"]) * len(actions)
             correct += float(metrics["accuracy"]) * len(actions)
@@ -190,10 +187,8 @@ class BCLearner:
         """Actions for a batch of observations: the argmax, or a sample of softmax(logits)."""
         self.net.eval()
         logits = self.net(torch.as_tensor(obs, device=self.device)).float()
-        if greedy:
-            return logits.argmax(dim=-1).cpu().numpy()
-        probs = torch.softmax(logits, dim=-1).cpu()
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1).numpy()
+        actions = logits.argmax(dim=-1) if greedy else sample_softmax(logits, self.generator)
+        return actions.cpu().numpy()
 
     def state_dict(self) -> dict:
         return {

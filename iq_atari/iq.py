@@ -45,6 +45,7 @@ import torch
 from iq_atari.agent import SoftQAgent
 from iq_atari.buffers import Batch
 from iq_atari.errors import InputError
+from iq_atari.tensors import sample_softmax, to_tensor
 
 ValueTerm = Literal["value_expert", "value", "v0"]
 Divergence = Literal["chi2", "kl", "kl_fix", "js", "hellinger"]
@@ -201,11 +202,6 @@ def gradient_penalty(
     return weight * ((torch.stack(norms, dim=1) - 1) ** 2).mean()
 
 
-def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """numpy -> torch on `device`, keeping the dtype (uint8 frames stay uint8)."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
-
-
 @dataclass(frozen=True)
 class IQLearnerConfig:
     """Optimisation options around the loss."""
@@ -220,6 +216,18 @@ class IQLearnerConfig:
 
     def __post_init__(self) -> None:
         check_choice("next_v", self.next_v, Literal["online", "target"])
+
+
+@dataclass(frozen=True)
+class UpdateTensors:
+    """One update's inputs on the learner's device: the expert rows first, then the agent's."""
+
+    obs: torch.Tensor
+    next_obs: torch.Tensor
+    actions: torch.Tensor
+    terminated: torch.Tensor
+    is_expert: torch.Tensor  # bool (B,)
+    n_expert: int
 
 
 class IQLearner:
@@ -244,15 +252,28 @@ class IQLearner:
         self.updates = 0
 
     def update(self, expert_batch: Batch, agent_batch: Batch | None) -> dict[str, torch.Tensor]:
-        """One gradient step on the IQ loss; returns detached metrics."""
-        agent, cfg = self.agent, self.config
+        """One gradient step on the IQ loss from sampled batches; returns detached metrics."""
+        return self.update_on(self.tensors(expert_batch, agent_batch))
+
+    def tensors(self, expert_batch: Batch, agent_batch: Batch | None) -> UpdateTensors:
+        """The expert (and agent) batch as one set of tensors on the learner's device."""
         batches = [expert_batch] if agent_batch is None else [expert_batch, agent_batch]
-        obs = to_tensor(np.concatenate([b.obs for b in batches]), self.device)
-        next_obs = to_tensor(np.concatenate([b.next_obs for b in batches]), self.device)
         actions = to_tensor(np.concatenate([b.actions for b in batches]), self.device)
-        terminated = to_tensor(np.concatenate([b.terminated for b in batches]), self.device)
         is_expert = torch.zeros(len(actions), dtype=torch.bool, device=self.device)
         is_expert[: len(expert_batch)] = True
+        return UpdateTensors(
+            obs=to_tensor(np.concatenate([b.obs for b in batches]), self.device),
+            next_obs=to_tensor(np.concatenate([b.next_obs for b in batches]), self.device),
+            actions=actions,
+            terminated=to_tensor(np.concatenate([b.terminated for b in batches]), self.device),
+            is_expert=is_expert,
+            n_expert=len(expert_batch),
+        )
+
+    def update_on(self, t: UpdateTensors) -> dict[str, torch.Tensor]:
+        """One gradient step on the IQ loss from tensors (`tensors`); returns detached metrics."""
+        agent, cfg = self.agent, self.config
+        obs, next_obs, actions, terminated = t.obs, t.next_obs, t.actions, t.terminated
 
         # One forward pass over everything the online network must see.
         inputs = [obs] if cfg.next_v == "target" else [obs, next_obs]
@@ -272,20 +293,18 @@ class IQLearner:
         q_sa = q_obs.gather(1, actions.view(-1, 1)).squeeze(1)
         q_policy = None
         if cfg.loss.regularize_over == "policy":
-            with torch.no_grad():
-                probs = torch.softmax(q_obs.detach() / agent.alpha, dim=-1).cpu()
-                sampled = torch.multinomial(probs, 1, generator=self.generator).to(self.device)
-            q_policy = q_obs.gather(1, sampled).squeeze(1)
-        rows = (q_sa, agent.value(q_obs), next_v, terminated, is_expert)
+            sampled = sample_softmax(q_obs, self.generator, agent.alpha)
+            q_policy = q_obs.gather(1, sampled.view(-1, 1)).squeeze(1)
+        rows = (q_sa, agent.value(q_obs), next_v, terminated, t.is_expert)
         if agent.v_absorb is not None:
             *rows, q_policy = absorbing_rows(*rows, agent.v_absorb, q_policy)
         loss, metrics = iq_loss(*rows, cfg.loss, v_init, q_policy)
         if agent.v_absorb is not None:
             metrics["v_absorb"] = agent.v_absorb.detach().clone()
         if cfg.grad_penalty > 0:
-            if agent_batch is None:
+            if t.n_expert == len(actions):
                 raise InputError("the gradient penalty needs agent samples (online mode)")
-            n_e = len(expert_batch)
+            n_e = t.n_expert
             gp = gradient_penalty(
                 agent.q_net, obs[:n_e], obs[n_e:], cfg.grad_penalty, self.generator
             )

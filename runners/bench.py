@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from gymnasium.spaces import Box
 
-from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
+from iq_atari.buffers import FrameBuffer, expert_buffer
 from iq_atari.demos import DemoSet, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.errors import InputError
-from iq_atari.iq import IQLearner, iq_loss, to_tensor
+from iq_atari.iq import IQLearner
 from iq_atari.train import Collector, TrainConfig, load_learner, make_learner, resolve_config
 from iq_atari.utils import atomic_write_text
 from runners import efficiency
@@ -295,53 +295,6 @@ def collector_step(collector: Collector, learner: IQLearner, n_envs: int) -> Cal
 # -- updates -------------------------------------------------------------------------------------
 
 
-def batch_tensors(learner: IQLearner, expert: Batch, agent: Batch) -> dict:
-    """The tensors `IQLearner.update` builds from two batches, made once, ahead of time."""
-    device = learner.device
-    obs = to_tensor(np.concatenate([expert.obs, agent.obs]), device)
-    next_obs = to_tensor(np.concatenate([expert.next_obs, agent.next_obs]), device)
-    is_expert = torch.zeros(len(obs), dtype=torch.bool, device=device)
-    is_expert[: len(expert)] = True
-    v0 = learner.config.loss.value_term == "v0"
-    initial = [learner.initial_obs] if v0 else []  # V over initial states, for the v0 term
-    return {
-        "inputs": torch.cat([obs, next_obs, *initial]),
-        "n": len(obs),
-        "n_initial": len(learner.initial_obs) if v0 else 0,
-        "actions": to_tensor(np.concatenate([expert.actions, agent.actions]), device),
-        "terminated": to_tensor(np.concatenate([expert.terminated, agent.terminated]), device),
-        "is_expert": is_expert,
-    }
-
-
-def pure_update(learner: IQLearner, t: dict) -> None:
-    """The compute of one online IQ update (one forward over obs, next_obs and, for `v0`,
-    initial states; the loss, backward, Adam) on tensors already in memory."""
-    agent, cfg, n = learner.agent, learner.config, t["n"]
-    q_all = agent.q(t["inputs"]).float()
-    q_obs = q_all[:n]
-    next_v = agent.value(q_all[n : 2 * n])
-    v_init = agent.value(q_all[2 * n :]) if t["n_initial"] else None
-    q_sa = q_obs.gather(1, t["actions"].view(-1, 1)).squeeze(1)
-    with torch.no_grad():
-        probs = torch.softmax(q_obs.detach() / agent.alpha, dim=-1)
-        sampled = torch.multinomial(probs, 1, generator=learner.generator)
-    q_policy = q_obs.gather(1, sampled).squeeze(1)
-    loss, _ = iq_loss(
-        q_sa,
-        agent.value(q_obs),
-        next_v,
-        t["terminated"],
-        t["is_expert"],
-        cfg.loss,
-        v_init,
-        q_policy,
-    )
-    learner.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    learner.optimizer.step()
-
-
 def update_figures(
     learner: IQLearner,
     expert: FrameBuffer,
@@ -351,19 +304,17 @@ def update_figures(
     repeats: int,
     chunk_s: float,
 ) -> dict:
-    """IQLearner.update with batches sampled from FrameBuffers vs the same compute on tensors."""
-    cfg = learner.config
-    if (cfg.next_v, cfg.loss.regularize_over) != ("online", "policy"):
-        raise ValueError(f"pure_update mirrors the online Pong recipe, not {cfg}")
+    """`IQLearner.update` on batches sampled from FrameBuffers vs its own `update_on` on the same
+    update's tensors made once ahead of time: the cost of sampling and moving the batch."""
     rng = np.random.default_rng(seed)
-    tensors = batch_tensors(learner, expert.sample(batch_size, rng), replay.sample(batch_size, rng))
+    tensors = learner.tensors(expert.sample(batch_size, rng), replay.sample(batch_size, rng))
 
     def real() -> int:
         learner.update(expert.sample(batch_size, rng), replay.sample(batch_size, rng))
         return 1
 
     def pure() -> int:
-        pure_update(learner, tensors)
+        learner.update_on(tensors)
         return 1
 
     result = timed_ratio(real, pure, repeats, chunk_s)
@@ -373,7 +324,11 @@ def update_figures(
         "pure_updates_per_s": result["baseline_per_s"],
         "update_ratios": result["ratios"],
         "update_batch": f"{batch_size} expert + {batch_size} agent"
-        + (f" + {tensors['n_initial']} initial states" if tensors["n_initial"] else ""),
+        + (
+            f" + {len(learner.initial_obs)} initial states"
+            if learner.config.loss.value_term == "v0"
+            else ""
+        ),
     }
 
 
