@@ -15,7 +15,8 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from iq_atari.demos import DEMO_DIR, DemoError, Trajectory, demo_filename, save_demos
+from iq_atari.demo_library import DEMO_DIR, demo_filename
+from iq_atari.demos import DemoError, Trajectory, save_demos
 from iq_atari.envs import AtariSettings, action_meanings, env_settings, make_env, resolve_game
 from iq_atari.experts import Expert, get_expert
 

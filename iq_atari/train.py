@@ -144,7 +144,7 @@ def find_or_record_demos(config: TrainConfig, say=print) -> Path:
     """The demo file to train from: --demos, else expert_demos/, else record it now (and say so)."""
     if config.demos is not None:
         return Path(config.demos)
-    from iq_atari.demos import find_demos
+    from iq_atari.demo_library import find_demos
 
     found = find_demos(config.game)
     if found is not None:

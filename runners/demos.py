@@ -67,7 +67,7 @@ def run(config: Config) -> Path:
     if config.export_minari is not None:
         return _export_minari(config)
     if config.import_iq_learn is not None:
-        from iq_atari.demos import import_iq_learn
+        from iq_atari.iq_learn_files import import_iq_learn
 
         return import_iq_learn(
             config.import_iq_learn,
@@ -89,7 +89,7 @@ def run(config: Config) -> Path:
 
 
 def _export_minari(config: Config) -> Path:
-    from iq_atari.demos import find_demos
+    from iq_atari.demo_library import find_demos
     from iq_atari.errors import InputError
     from iq_atari.minari_io import export_minari
 

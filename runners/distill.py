@@ -43,7 +43,7 @@ class Config:
 def run(config: Config) -> dict:
     import torch
 
-    from iq_atari.demos import DEMO_DIR
+    from iq_atari.demo_library import DEMO_DIR
     from iq_atari.envs import resolve_game
     from iq_atari.experts import DISTILLED_ALGO, available_experts, distilled_name, get_expert
     from iq_atari.experts.distill import DistillConfig, distill

@@ -52,7 +52,7 @@ class Config:
 
 
 def run(config: Config) -> dict:
-    from iq_atari.demos import DEMO_DIR
+    from iq_atari.demo_library import DEMO_DIR
     from iq_atari.envs import resolve_game
     from iq_atari.experts import shipped_expert_name
 

@@ -9,11 +9,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from iq_atari.demo_library import find_demos
 from iq_atari.demos import (
     FORMAT_VERSION,
     DemoError,
     Trajectory,
-    find_demos,
     load_demos,
     save_demos,
 )

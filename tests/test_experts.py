@@ -146,7 +146,7 @@ def test_pong_planner_uses_only_noop_up_down() -> None:
 def test_sb3_vector_checkpoint_round_trip(tmp_path: Path, one_torch_thread, monkeypatch) -> None:
     from stable_baselines3 import PPO
 
-    import iq_atari.demos
+    import iq_atari.demo_library
 
     model = PPO(
         "MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu"
@@ -157,7 +157,7 @@ def test_sb3_vector_checkpoint_round_trip(tmp_path: Path, one_torch_thread, monk
     expert = get_expert("CartPole", str(path))
     assert expert.provenance["kind"] == "sb3" and expert.provenance["algo"] == "ppo"
     assert expert.name == "ppo-CartPole-v1"
-    monkeypatch.setattr(iq_atari.demos, "DEMO_DIR", tmp_path)  # shipped: usable by algo name
+    monkeypatch.setattr(iq_atari.demo_library, "DEMO_DIR", tmp_path)  # shipped: usable by algo name
     assert list(available_experts("CartPole")) == ["controller", "ppo", "random"]
     assert get_expert("CartPole", "ppo").provenance["sha256"] == expert.provenance["sha256"]
     env = make_env("CartPole", seed=0)

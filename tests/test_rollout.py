@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import iq_atari.rollout as rollout
-from iq_atari.demos import DemoError, find_demos, load_demos
+from iq_atari.demo_library import find_demos
+from iq_atari.demos import DemoError, load_demos
 from iq_atari.envs import make_env
 from iq_atari.experts import get_expert
 from iq_atari.rollout import collect_episodes, record_demos
@@ -135,7 +136,7 @@ def test_import_vector(tmp_path) -> None:
 
 def test_import_atari_stacks_and_npy(tmp_path) -> None:
     """Official Atari states are (4, 84, 84) channel-first stacks; keep the newest frame."""
-    from iq_atari.demos import import_iq_learn
+    from iq_atari.iq_learn_files import import_iq_learn
 
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(11, 84, 84), dtype=np.uint8)

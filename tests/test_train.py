@@ -248,7 +248,7 @@ def test_presets_and_bad_combinations():
 
 
 def test_missing_demos_are_recorded_first(monkeypatch, tmp_path, capsys, cartpole_one_demo):
-    import iq_atari.demos
+    import iq_atari.demo_library
     import iq_atari.rollout
 
     calls = []
@@ -257,7 +257,7 @@ def test_missing_demos_are_recorded_first(monkeypatch, tmp_path, capsys, cartpol
         calls.append((game, expert, episodes, seed))
         return cartpole_one_demo
 
-    monkeypatch.setattr(iq_atari.demos, "find_demos", lambda game: None)
+    monkeypatch.setattr(iq_atari.demo_library, "find_demos", lambda game: None)
     monkeypatch.setattr(iq_atari.rollout, "record_demos", fake_record)
     code = train_runner.main(
         [

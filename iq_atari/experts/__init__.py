@@ -58,7 +58,7 @@ def available_experts(game: str) -> dict[str, Callable[[], Expert]]:
     scripted ones, checkpoints shipped under expert_demos/experts/ by algorithm name ("dqn",
     "ppo"), and
     the "random" baseline last."""
-    from iq_atari.demos import DEMO_DIR
+    from iq_atari.demo_library import DEMO_DIR
     from iq_atari.experts.classic import classic_expert
 
     spec = resolve_game(game)

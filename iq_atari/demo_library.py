@@ -1,0 +1,34 @@
+"""Where demo files live and how they are named: expert_demos/<Game>_<expert>_<N>ep.npz, with
+the shipped sets (and trained experts) under expert_demos/reference/ and expert_demos/experts/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from iq_atari.envs import resolve_game
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "expert_demos"
+
+_DEMO_NAME = re.compile(r"_(\d+)ep\.npz$")
+
+
+def demo_filename(game: str, expert: str, episodes: int) -> str:
+    """Default demo file name: <Game>_<expert>_<N>ep.npz."""
+    safe_expert = re.sub(r"[^A-Za-z0-9.-]+", "-", expert).strip("-") or "expert"
+    return f"{resolve_game(game).name}_{safe_expert}_{episodes}ep.npz"
+
+
+def find_demos(game: str, directory: Path | None = None) -> Path | None:
+    """The default demo file for `game`: <Game>_*_<N>ep.npz under expert_demos/ or its
+    reference/ folder (the shipped sets), most episodes wins (then expert_demos/ itself)."""
+    root = DEMO_DIR if directory is None else Path(directory)
+    prefix = resolve_game(game).name + "_"
+    best: tuple[int, int, str] | None = None
+    for rank, folder in enumerate((root, root / "reference")):
+        for candidate in sorted(folder.glob(prefix + "*ep.npz")) if folder.is_dir() else []:
+            match = _DEMO_NAME.search(candidate.name)
+            key = (int(match.group(1)), -rank, str(candidate)) if match else None
+            if key is not None and (best is None or key > best):
+                best = key
+    return Path(best[2]) if best else None
