@@ -2,10 +2,10 @@
 actions, with a held-out validation split of the demos and early stopping on its loss.
 
 The training loop (`iq_atari.train`) drives BC exactly as it drives IQ-Learn (same batches,
-evaluation, checkpoints and logs); `make_learner` is its hook. The validation transitions are
-contiguous blocks of each demo episode (neighbouring steps of one episode are nearly identical,
-so randomly scattered held-out steps would say little about generalisation), taken out of the
-expert buffer so that they are never trained on.
+evaluation, checkpoints and logs); `iq_atari.learners.make_learner` builds it. The validation
+transitions are contiguous blocks of each demo episode (neighbouring steps of one episode are
+nearly identical, so randomly scattered held-out steps would say little about generalisation),
+taken out of the expert buffer so that they are never trained on.
 """
 
 from __future__ import annotations
@@ -13,19 +13,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from iq_atari.buffers import Batch, FrameBuffer
-from iq_atari.networks import make_q_network
 from iq_atari.tensors import sample_softmax, to_tensor
-
-if TYPE_CHECKING:
-    from iq_atari.config import TrainConfig
 
 
 def bc_loss(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -213,31 +208,3 @@ class BCLearner:
         self.best_weights = state["best_weights"]
         self.bad_checks = int(state["bad_checks"])
         self.stopped = bool(state["stopped"])
-
-
-def make_learner(
-    config: TrainConfig,
-    obs_space: gym.Space,
-    n_actions: int,
-    device: torch.device,
-    expert: FrameBuffer | None = None,
-) -> BCLearner:
-    """The BC learner for a training run: the network body IQ would use, with logits as outputs.
-
-    With the run's `expert` buffer, a validation split is held out of it (see `hold_out`) for
-    early stopping; the split depends only on the seed, so a resumed run holds out the same.
-    """
-    from iq_atari.config import parse_hidden
-
-    # Validate ten times per evaluation interval: every 100 updates on classic control.
-    bc_config = BCConfig(
-        lr=config.lr, val_interval=max(1, config.eval_interval // 10), seed=config.seed
-    )
-    net = make_q_network(
-        obs_space, n_actions, parse_hidden(config.hidden), config.activation, bf16=config.bf16
-    )
-    validation = None
-    if expert is not None:
-        rng = np.random.default_rng([config.seed, 0xBC])
-        validation = hold_out(expert, bc_config.val_fraction, rng)
-    return BCLearner(net, bc_config, validation, device)

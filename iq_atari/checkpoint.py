@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 
+from iq_atari.envs import AtariSettings
 from iq_atari.errors import InputError
 from iq_atari.utils import atomic_write_bytes
 
@@ -48,10 +50,11 @@ UNREADABLE = (
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write `state` to `path` atomically; a failed write (full disk) raises OSError naming
-    `path` and leaves an existing file there as it was."""
+    """Write `state`, stamped with CHECKPOINT_FORMAT, to `path` atomically; a failed write (full
+    disk) raises OSError naming `path` and leaves an existing file there as it was."""
     buffer = io.BytesIO()  # serialised in memory first: torch's own file writer reports a
-    torch.save(state, buffer)  # full disk as an opaque RuntimeError without the errno
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)  # full disk as an opaque
+    # RuntimeError without the errno
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -84,6 +87,32 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not all(isinstance(n, int) and n > 0 for n in state["obs_shape"]):
         raise InputError(f"{path}: obs_shape: {state['obs_shape']} is not a shape")
     return state
+
+
+def built_for(
+    obs_space: gym.Space, n_actions: int, demos: str, settings: AtariSettings | None
+) -> dict[str, Any]:
+    """The checkpoint fields that say what a learner was built and trained for. The env settings
+    (None for classic games) let a checkpoint alone replay its agent in the same game."""
+    return {
+        "obs_shape": list(obs_space.shape),
+        "obs_dtype": str(obs_space.dtype),
+        "n_actions": n_actions,
+        "demos": demos,
+        "env_kwargs": settings.to_dict() if settings is not None else None,
+    }
+
+
+def check_built_for(
+    state: dict[str, Any], path: str | Path, obs_space: gym.Space, n_actions: int, source: str
+) -> None:
+    """InputError unless the checkpoint `state` (read from `path`) was trained on the observation
+    shape and number of actions that `source` (the game and its demos) gives."""
+    if tuple(state["obs_shape"]) != obs_space.shape or state["n_actions"] != n_actions:
+        raise InputError(
+            f"{path}: trained on observations {tuple(state['obs_shape'])} with "
+            f"{state['n_actions']} actions; {source} gives {obs_space.shape} and {n_actions}"
+        )
 
 
 def restore(path: str | Path, what: str, load: Callable[[], Any]) -> Any:

@@ -1,11 +1,13 @@
 """Online collection: the agent's sampling policy steps a vector env and every transition goes
 to a replay `FrameBuffer`. Atari with 2+ envs overlaps the policy forward with emulation.
+The replay buffer is saved beside last.pt (`save_replay`) and read back on resume (`load_replay`).
 """
 
 from __future__ import annotations
 
+import sys
+import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
@@ -14,9 +16,8 @@ from iq_atari.buffers import FrameBuffer
 from iq_atari.config import TrainConfig
 from iq_atari.envs import AtariSettings, OverlappedAtariVecEnv, make_vec_env, resolve_game
 from iq_atari.errors import InputError
-
-if TYPE_CHECKING:
-    from iq_atari.train import Learner
+from iq_atari.learners import Learner
+from iq_atari.utils import atomic_path
 
 REPLAY_FILE = "replay.npz"  # checkpoints/replay.npz: an online run's replay buffer, with last.pt
 
@@ -90,3 +91,34 @@ class Collector:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def save_replay(path: Path, buffer: FrameBuffer, updates: int) -> None:
+    """Write `buffer` to `path` atomically, stamped with the update count of its last.pt."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, updates=np.int64(updates), **buffer.state_dict())
+
+
+def load_replay(path: Path, updates: int) -> dict[str, np.ndarray] | None:
+    """The replay saved with last.pt at `updates`, if it is there; None if there is none
+    or it is from another update (a run killed between writing it and last.pt), saying so.
+    A file that is not a whole replay buffer is an InputError: it was not written by a run."""
+    if not path.is_file():
+        return None
+    fix = "delete it to resume with a fresh replay buffer"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            replay = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise InputError(
+            f"{path}: not a readable replay buffer ({type(err).__name__}: "
+            f"{' '.join(str(err).split())}); {fix}"
+        ) from err
+    saved_at = replay.pop("updates", None)
+    if saved_at is None or np.shape(saved_at) != () or saved_at.dtype.kind not in "iu":
+        raise InputError(f"{path}: updates: missing or not an integer; {fix}")
+    if int(saved_at) != updates:
+        why = f"it is from update {int(saved_at)}, last.pt from update {updates}"
+        print(f"{path}: not restored ({why}); collecting the replay afresh", file=sys.stderr)
+        return None
+    return replay

@@ -1,12 +1,10 @@
 """The training loop: IQ-Learn (or BC) from demos, offline or online, with evaluation, checkpoints
-(`checkpoints/{last,best}.pt`, written atomically), resume, CSV/TensorBoard metrics and a tqdm bar.
+(`checkpoints/{last,best}.pt`), resume, CSV/TensorBoard metrics and a tqdm bar.
 
-The loop is generic over a `Learner` (`update`, `act`, `state_dict`, `load_state_dict`); IQ-Learn
-is `iq.IQLearner`, behavioural cloning comes from `iq_atari.bc.make_learner`.
-Online mode follows the paper's recipe (section 5.1): every update mixes an expert batch with an
-equal batch of the agent's own transitions, collected with the softmax policy in a vector env.
-The configuration and its presets live in `iq_atari.config`, the online collector in
-`iq_atari.collector`; both are importable from here too.
+The loop is generic over a `learners.Learner`; IQ-Learn and BC share it. Online mode follows the
+paper's recipe (section 5.1): every update mixes an expert batch with an equal batch of the
+agent's own transitions, collected with the softmax policy in a vector env (`collector`).
+The demos come from `expert_data`, the learner from `learners`, the resume rules from `run_dir`.
 """
 
 from __future__ import annotations
@@ -14,152 +12,41 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
 import sys
-import threading
 import time
-import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from iq_atari.agent import SoftQAgent
 from iq_atari.augment import shift_batch
-from iq_atari.buffers import Batch, FrameBuffer, expert_buffer
-from iq_atari.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, restore, save_checkpoint
-from iq_atari.collector import REPLAY_FILE, Collector
-from iq_atari.config import TrainConfig, config_from_dict, loss_config, parse_hidden, resolve_config
-from iq_atari.envs import AtariSettings, make_env, resolve_game
-from iq_atari.errors import InputError, NumericalError
+from iq_atari.checkpoint import (
+    built_for,
+    check_built_for,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from iq_atari.collector import REPLAY_FILE, Collector, load_replay, save_replay
+from iq_atari.config import TrainConfig
+from iq_atari.errors import NumericalError
 from iq_atari.evaluation import evaluate, reward_check
-from iq_atari.iq import IQLearner, IQLearnerConfig
+from iq_atari.expert_data import load_expert_data
+from iq_atari.interrupt import StopRequest, catch_sigint
+from iq_atari.learners import make_learner
 from iq_atari.logger import Logger, plot_curve
-from iq_atari.networks import make_q_network
+from iq_atari.run_dir import prepare_run, write_config
 from iq_atari.utils import (
-    atomic_path,
     atomic_write_text,
     resolve_device,
     run_dir_lock,
     seed_everything,
+    torch_threads,
 )
-
-# What a resumed run may change; every other flag given with --resume must match the run.
-RESUME_CHANGEABLE = ("steps", "device", "threads", "progress", "run_dir", "resume")
-
-
-class Learner(Protocol):
-    """What the loop trains. Metric values are anything `float()` accepts."""
-
-    def update(self, expert_batch: Batch, agent_batch: Batch | None) -> dict[str, Any]: ...
-    def act(self, obs: np.ndarray, greedy: bool) -> np.ndarray: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-def make_learner(
-    config: TrainConfig,
-    obs_space: gym.Space,
-    n_actions: int,
-    device: torch.device,
-    initial_obs: np.ndarray | None = None,
-    expert: FrameBuffer | None = None,
-) -> Learner:
-    """The learner `config.algo` names, with fresh networks on `device`. BC holds a validation
-    split out of the `expert` buffer (so the loop never samples it)."""
-    if config.algo == "bc":
-        try:
-            from iq_atari import bc
-        except ModuleNotFoundError as err:
-            raise InputError("--algo bc is not available yet (iq_atari/bc.py is missing)") from err
-        return bc.make_learner(config, obs_space, n_actions, device, expert)
-    q_net = make_q_network(
-        obs_space, n_actions, parse_hidden(config.hidden), config.activation, bf16=config.bf16
-    )
-    agent = SoftQAgent(
-        q_net,
-        n_actions,
-        alpha=config.alpha,
-        learn_alpha=config.learn_alpha,
-        use_target=config.next_v == "target",
-        absorbing=config.absorbing,
-    ).to(device)
-    learner_config = IQLearnerConfig(
-        loss_config(config),
-        config.lr,
-        config.next_v,
-        config.tau,
-        config.target_interval,
-        config.grad_penalty,
-    )
-    v0_obs = initial_obs if config.value_term == "v0" else None
-    return IQLearner(agent, learner_config, v0_obs, seed=config.seed)
-
-
-def demo_episodes(available: int, num: int | None, draw: int | None) -> list[int]:
-    """Which episodes of a demo file a run trains on, in file order: the first `num` (all when
-    None), or with `draw` a seed, `num` drawn at random without replacement."""
-    num = available if num is None else min(num, available)
-    if draw is None:
-        return list(range(num))
-    chosen = np.random.default_rng(draw).choice(available, size=num, replace=False)
-    return sorted(int(i) for i in chosen)
-
-
-def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, TrainConfig]:
-    """A trained learner (e.g. for videos) and its config, from a checkpoint or a run directory."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
-    state = read_checkpoint(path)
-    config = _saved_config(state, path)
-    space = _obs_space(state["obs_shape"], state["obs_dtype"])
-    learner = make_learner(config, space, state["n_actions"], resolve_device(device))
-    restore(path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"]))
-    return learner, config
-
-
-def _saved_config(state: dict, path: Path) -> TrainConfig:
-    """The resolved TrainConfig a checkpoint was trained with, checked as a new one would be."""
-    try:
-        config = config_from_dict(state["config"])
-        parse_hidden(config.hidden)
-        return resolve_config(config)
-    except (InputError, TypeError, ValueError) as err:
-        raise InputError(f"{path}: config: {err}") from err
-
-
-def _obs_space(shape: list[int], dtype: str) -> gym.Space:
-    if dtype == "uint8":
-        return gym.spaces.Box(0, 255, tuple(shape), np.uint8)
-    return gym.spaces.Box(-np.inf, np.inf, tuple(shape), np.float32)
-
-
-def find_or_record_demos(config: TrainConfig, say=print) -> Path:
-    """The demo file to train from: --demos, else expert_demos/, else record it now (and say so)."""
-    if config.demos is not None:
-        return Path(config.demos)
-    from iq_atari.demo_library import find_demos
-
-    found = find_demos(config.game)
-    if found is not None:
-        return found
-    from iq_atari.rollout import record_demos
-
-    say(
-        f"no demos for {config.game} in expert_demos/: recording {config.demo_episodes} episodes "
-        f"with its default expert first"
-    )
-    path = record_demos(
-        config.game, None, episodes=config.demo_episodes, seed=config.seed, progress=config.progress
-    )
-    say(f"recorded {path}")
-    return path
 
 
 @dataclass
@@ -182,67 +69,10 @@ def train(config: TrainConfig, given: Collection[str] = ()) -> dict:
     value, other than those in RESUME_CHANGEABLE, is an InputError rather than ignored.
     One process at a time trains in a run directory (a lock there; a second one is refused).
     """
-    last = None
-    if config.resume:
-        if config.run_dir is None:
-            raise InputError("--resume needs --run-dir (the run to continue)")
-        last = Path(config.run_dir) / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise InputError(f"--resume: {last}: no such checkpoint (nothing to resume)")
-        config = resumed_config(config, read_checkpoint(last), last, given)
-    config = resolve_config(config)
-    run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
-    config = dataclasses.replace(config, run_dir=str(run_dir))
-    with run_dir_lock(run_dir):
+    config, last = prepare_run(config, given)
+    with run_dir_lock(config.run_dir), torch_threads(config.threads):
         # Read again under the lock: the run may have moved on since the check above.
         saved = read_checkpoint(last) if last is not None else None
-        return _train_locked(config, saved)
-
-
-def resumed_config(
-    config: TrainConfig, saved: dict, path: Path, given: Collection[str] = ()
-) -> TrainConfig:
-    """The saved run's config with only the RESUME_CHANGEABLE fields of `config` taken over;
-    a `given` field that conflicts with the run raises one InputError listing them all."""
-    previous = _saved_config(saved, path)
-    conflicts = []
-    for name in sorted(set(given) - set(RESUME_CHANGEABLE)):
-        if not _same_setting(name, getattr(config, name), getattr(previous, name)):
-            flag = "--" + name.replace("_", "-")
-            conflicts.append(
-                f"{flag} {getattr(config, name)} (the run has {getattr(previous, name)})"
-            )
-    if conflicts:
-        raise InputError(
-            f"--resume: {'; '.join(conflicts)}: the run in {config.run_dir} keeps its settings "
-            f"(only --steps, --device, --threads and --progress may change); drop the flag, or "
-            f"train a new run in another --run-dir"
-        )
-    keep = {k: v for k, v in dataclasses.asdict(previous).items() if k not in RESUME_CHANGEABLE}
-    threads = config.threads if "threads" in given else previous.threads
-    return dataclasses.replace(
-        config, **keep, threads=threads, steps=config.steps or previous.steps
-    )
-
-
-def _same_setting(name: str, mine: Any, theirs: Any) -> bool:
-    """Whether a flag's value and a saved run's value mean the same setting."""
-    if mine is None or theirs is None:
-        return mine is theirs
-    if name == "game":
-        return resolve_game(str(mine)).env_id == resolve_game(str(theirs)).env_id
-    if name == "demos":
-        return Path(mine).resolve() == Path(theirs).resolve()
-    if name == "hidden":
-        return parse_hidden(str(mine)) == parse_hidden(str(theirs))
-    return mine == theirs
-
-
-def _train_locked(config: TrainConfig, saved: dict | None) -> dict:
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
         run = TrainingRun(config, saved)
         try:
             run.loop()
@@ -257,57 +87,26 @@ def _train_locked(config: TrainConfig, saved: dict | None) -> dict:
         finally:
             run.close()
         return run.finish()
-    finally:
-        torch.set_num_threads(threads)
 
 
 class TrainingRun:
     """One run's learner, buffers, envs, logger and counters; `loop` trains until `steps`."""
 
     def __init__(self, config: TrainConfig, saved: dict | None = None):
-        from iq_atari.demos import check_env_match, load_demos
-
-        spec = resolve_game(config.game)
         self.rng = seed_everything(config.seed)
-        demos = load_demos(find_or_record_demos(config), game=config.game)
-        config = dataclasses.replace(config, demos=str(demos.path))  # a resume reads the same
-        self.settings = None
-        if spec.is_atari:  # train and evaluate with the settings the demos were recorded with
-            try:
-                self.settings = AtariSettings(**demos.meta["env_kwargs"])
-            except TypeError as err:
-                raise InputError(f"{demos.path}: meta.env_kwargs: {err}") from err
-        if config.num_demos is not None and config.num_demos > len(demos):
-            raise InputError(
-                f"--num-demos {config.num_demos}: {demos.path} has {len(demos)} episodes"
-            )
-        env = make_env(config.game, settings=self.settings)
-        obs_space, n_actions = env.observation_space, int(env.action_space.n)
-        check_env_match(demos, env)
-        env.close()
-        last = Path(config.run_dir or "") / "checkpoints" / "last.pt"
-        if saved is not None and (
-            tuple(saved["obs_shape"]) != obs_space.shape or saved["n_actions"] != n_actions
-        ):
-            raise InputError(
-                f"{last}: trained on observations {tuple(saved['obs_shape'])} with "
-                f"{saved['n_actions']} actions; {config.game} with {demos.path} gives "
-                f"{obs_space.shape} and {n_actions}"
-            )
-        self.demo_episodes = demo_episodes(len(demos), config.num_demos, config.demo_draw)
-        trajectories = [demos.trajectories[i] for i in self.demo_episodes]
-        self.num_demos = len(trajectories)
-        self.expert_return = float(np.mean([t.ret for t in trajectories]))
-        self.expert = expert_buffer(
-            trajectories, demos.frame_stack, config.subsample, np.random.default_rng(config.seed)
-        )
+        self.data = data = load_expert_data(config)
+        self.settings, self.expert = data.settings, data.buffer
+        self.run_dir = Path(config.run_dir)
+        # The demos as found: a resume reads the same.
+        self.config = config = dataclasses.replace(config, demos=data.path, resume=False)
+        obs_space, n_actions = data.obs_space, data.n_actions
+        last = self.run_dir / "checkpoints" / "last.pt"
+        if saved is not None:
+            check_built_for(saved, last, obs_space, n_actions, f"{config.game} with {data.path}")
         device = resolve_device(config.device)
         self.learner = make_learner(
             config, obs_space, n_actions, device, self.expert.initial_obs(), self.expert
         )
-
-        self.run_dir = Path(config.run_dir) if config.run_dir else _default_run_dir(config)
-        self.config = config = dataclasses.replace(config, run_dir=str(self.run_dir), resume=False)
         self.state = LoopState()
         if saved is not None:
             learner = f"its {config.algo} learner"
@@ -317,23 +116,15 @@ class TrainingRun:
         self.collector = None
         self.warmup = config.learning_starts  # env steps collected before the first update here
         if config.mode == "online":  # before anything is written: a bad replay file stops here
-            replay = self._saved_replay(self.state.updates) if saved is not None else None
+            replay_path = self.run_dir / "checkpoints" / REPLAY_FILE
+            replay = load_replay(replay_path, self.state.updates) if saved is not None else None
             self.collector = Collector(config, self.settings, obs_space, replay)
             if self.collector.restored:
                 self.warmup = 0
-        self.checkpoint_info = {
-            "obs_shape": list(obs_space.shape),
-            "obs_dtype": str(obs_space.dtype),
-            "n_actions": n_actions,
-            "demos": str(demos.path),
-            # The env settings the run trained and evaluated with (None for classic games), so
-            # a checkpoint alone can replay its agent in the same game (runners/record.py).
-            "env_kwargs": self.settings.to_dict() if self.settings is not None else None,
-        }
+        self.checkpoint_info = built_for(obs_space, n_actions, data.path, self.settings)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(dataclasses.asdict(config), indent=2)
-            atomic_write_text(self.run_dir / "config.json", text)
+            write_config(self.run_dir, config)
             resume_step = self.state.updates if saved is not None else None
             self.logger = Logger(self.run_dir, config.tensorboard, resume_step=resume_step)
         except BaseException:
@@ -349,31 +140,19 @@ class TrainingRun:
             dynamic_ncols=True,
         )
         self._started = time.time() - self.state.wall_time_s
-        self._stop_requested = False
+        self.stop = StopRequest()
 
     def _set_rng(self, rng: dict, torch_rng: torch.Tensor) -> None:
         self.rng.bit_generator.state = rng
         torch.set_rng_state(torch_rng)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        """First Ctrl-C: stop after the current update (the loop raises KeyboardInterrupt then);
-        a second one interrupts at once."""
-        if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = True
-
     def loop(self) -> None:
-        """Train until `config.steps` updates; Ctrl-C stops cleanly after the current update."""
-        if threading.current_thread() is not threading.main_thread():
-            return self._loop()
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        try:
+        """Update, log, evaluate and checkpoint until `config.steps` updates are done; Ctrl-C
+        stops cleanly after the current update."""
+        with catch_sigint(self.stop):
             self._loop()
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _loop(self) -> None:
-        """Update, log, evaluate and checkpoint until `config.steps` updates are done."""
         config, state = self.config, self.state
         tick = (time.time(), state.updates, state.env_steps)
         first_update, env_steps_before = state.updates, state.env_steps
@@ -398,11 +177,11 @@ class TrainingRun:
             self.bar.update(1)
             log_due = state.updates % config.log_interval == 0
             eval_due = state.updates % config.eval_interval == 0 or state.updates == config.steps
-            if log_due or eval_due or self._stop_requested:
+            if log_due or eval_due or self.stop.requested:
                 # Checked here (not every update, which would sync a GPU each step), so no
                 # metric row or checkpoint ever holds a diverged learner.
                 self._check_finite(metrics)
-            if self._stop_requested:
+            if self.stop.requested:
                 raise KeyboardInterrupt
             if log_due:
                 self._log_train(metrics, tick)
@@ -442,13 +221,9 @@ class TrainingRun:
         """Greedy evaluation on fixed seeds; logs it and keeps the best checkpoint."""
         config, state = self.config, self.state
         start = time.time()
+        act, seed = lambda obs: self.learner.act(obs, greedy=True), 10_000 + config.seed
         returns = evaluate(
-            lambda obs: self.learner.act(obs, greedy=True),
-            config.game,
-            config.eval_episodes,
-            seed=10_000 + config.seed,
-            settings=self.settings,
-            progress=config.progress,
+            act, config.game, config.eval_episodes, seed, self.settings, progress=config.progress
         )
         result = {
             "updates": state.updates,
@@ -467,62 +242,31 @@ class TrainingRun:
         state.last_eval = result
         evaluations = state.updates // config.eval_interval
         if config.video_every > 0 and evaluations % config.video_every == 0:
-            self.record_video()
+            from iq_atari.video import record_policy_video  # av and cv2, only when asked for
+
+            path = self.run_dir / "videos" / f"update-{state.updates:07d}.mp4"
+            recording = record_policy_video(
+                act,
+                config.game,
+                path,
+                seed,
+                settings=self.settings,
+                max_steps=config.video_max_steps,
+            )
+            self.logger.log_image("eval/video_last_frame", recording.last_frame, state.updates)
         if result["mean_return"] > state.best_return:
             state.best_return, state.best_update = result["mean_return"], state.updates
             self.save("best.pt")
         return result
 
-    def record_video(self) -> None:
-        """An mp4 of one greedy episode in videos/; its last frame goes to TensorBoard."""
-        from iq_atari.video import record_policy_video
-
-        updates = self.state.updates
-        recording = record_policy_video(
-            lambda obs: self.learner.act(obs, greedy=True),
-            self.config.game,
-            self.run_dir / "videos" / f"update-{updates:07d}.mp4",
-            seed=10_000 + self.config.seed,
-            settings=self.settings,
-            max_steps=self.config.video_max_steps,
-        )
-        self.logger.log_image("eval/video_last_frame", recording.last_frame, updates)
-
-    def _saved_replay(self, updates: int) -> dict[str, np.ndarray] | None:
-        """The replay saved with last.pt at `updates`, if it is there; None if there is none
-        or it is from another update (a run killed between writing it and last.pt), saying so.
-        A file that is not a whole replay buffer is an InputError: it was not written by a run."""
-        path = self.run_dir / "checkpoints" / REPLAY_FILE
-        if not path.is_file():
-            return None
-        fix = "delete it to resume with a fresh replay buffer"
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                replay = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-            raise InputError(
-                f"{path}: not a readable replay buffer ({type(err).__name__}: "
-                f"{' '.join(str(err).split())}); {fix}"
-            ) from err
-        saved_at = replay.pop("updates", None)
-        if saved_at is None or np.shape(saved_at) != () or saved_at.dtype.kind not in "iu":
-            raise InputError(f"{path}: updates: missing or not an integer; {fix}")
-        if int(saved_at) != updates:
-            why = f"it is from update {int(saved_at)}, last.pt from update {updates}"
-            print(f"{path}: not restored ({why}); collecting the replay afresh", file=sys.stderr)
-            return None
-        return replay
-
     def save(self, name: str) -> None:
         """Write checkpoints/<name> atomically: learner, counters, config, RNG states; with
         last.pt an online run also writes its replay buffer (checkpoints/replay.npz) first."""
         if name == "last.pt" and self.collector is not None:
-            with atomic_path(self.run_dir / "checkpoints" / REPLAY_FILE, suffix=".npz") as tmp:
-                buffer = self.collector.buffer.state_dict()
-                np.savez(tmp, updates=np.int64(self.state.updates), **buffer)
+            replay = self.run_dir / "checkpoints" / REPLAY_FILE
+            save_replay(replay, self.collector.buffer, self.state.updates)
         self.state.wall_time_s = time.time() - self._started
         blob = {
-            "format": CHECKPOINT_FORMAT,
             "config": dataclasses.asdict(self.config),
             "learner": self.learner.state_dict(),
             "loop": dataclasses.asdict(self.state),
@@ -546,7 +290,7 @@ class TrainingRun:
                 self.evaluate()
         self.save("last.pt")
         plot_curve(
-            self.run_dir, f"{config.algo} {config.mode} on {config.game}", self.expert_return
+            self.run_dir, f"{config.algo} {config.mode} on {config.game}", self.data.expert_return
         )
         last = state.last_eval
         record = {
@@ -562,9 +306,9 @@ class TrainingRun:
             "wall_time_s": round(state.wall_time_s, 2),
             "best_mean_return": state.best_return,
             "best_update": state.best_update,
-            "expert_mean_return": self.expert_return,
-            "num_demos": self.num_demos,
-            "demo_episodes": self.demo_episodes,
+            "expert_mean_return": self.data.expert_return,
+            "num_demos": len(self.data.episodes),
+            "demo_episodes": self.data.episodes,
             "run_dir": str(self.run_dir),
         }
         if config.algo == "iq" and config.reward_check_episodes > 0:
@@ -581,8 +325,3 @@ class TrainingRun:
             )
         atomic_write_text(self.run_dir / "eval.json", json.dumps(record, indent=2))
         return record
-
-
-def _default_run_dir(config: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(config.runs_root) / config.game / f"{config.algo}-{config.seed}-{stamp}"

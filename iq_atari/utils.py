@@ -83,6 +83,18 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with `threads` torch CPU threads (unchanged when 0 or None), then restore."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` -> cuda when present, else cpu; `cpu` / `cuda[:N]` as given, if present."""
     from iq_atari.errors import InputError

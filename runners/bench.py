@@ -39,11 +39,13 @@ import torch
 from gymnasium.spaces import Box
 
 from iq_atari.buffers import FrameBuffer, expert_buffer
+from iq_atari.collector import Collector
+from iq_atari.config import TrainConfig, resolve_config
 from iq_atari.demos import DemoSet, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.errors import InputError
 from iq_atari.iq import IQLearner
-from iq_atari.train import Collector, TrainConfig, load_learner, make_learner, resolve_config
+from iq_atari.learners import load_learner, make_learner
 from iq_atari.utils import atomic_write_text
 from runners import efficiency
 from runners.common import arg, run_cli

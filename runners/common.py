@@ -4,7 +4,8 @@ A runner defines a `@dataclass` config whose fields carry `help` metadata, and c
 `run_cli(Config, run, argv, description)`. Bad input (InputError, argparse's own errors, a path
 that does not exist or cannot be written) exits with status 2 and one line on stderr starting
 with `error:`; a diverged run or a failed write (full disk) with status 1 and one such line;
-`--debug` shows tracebacks.
+`--debug` shows tracebacks. `find_or_record_demos` is the runners' step before training: the
+library trains from demos and never records them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from iq_atari.errors import InputError, NumericalError
+
+if TYPE_CHECKING:
+    from iq_atari.config import TrainConfig
 
 C = TypeVar("C")
 
@@ -131,3 +136,24 @@ def _one_line(err: BaseException) -> str:
         else (f"{err.filename}: {err.strerror}")
     )
     return " ".join(text.split())
+
+
+def find_or_record_demos(config: TrainConfig, say: Callable[[str], Any] = print) -> Path:
+    """The demo file a resolved `config` trains from: --demos, else expert_demos/, else one
+    recorded now with the game's default expert (and said so)."""
+    if config.demos is not None:
+        return Path(config.demos)
+    from iq_atari import demo_library, rollout
+
+    found = demo_library.find_demos(config.game)
+    if found is not None:
+        return found
+    say(
+        f"no demos for {config.game} in expert_demos/: recording {config.demo_episodes} episodes "
+        f"with its default expert first"
+    )
+    path = rollout.record_demos(
+        config.game, None, episodes=config.demo_episodes, seed=config.seed, progress=config.progress
+    )
+    say(f"recorded {path}")
+    return path

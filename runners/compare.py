@@ -104,7 +104,7 @@ def parse_counts(text: str) -> list[int]:
 
 def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Path):
     """The `TrainConfig` of one grid cell."""
-    from iq_atari.train import TrainConfig
+    from iq_atari.config import TrainConfig
 
     algo, mode = METHODS[method]
     return TrainConfig(
@@ -130,7 +130,7 @@ def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Pa
 
 def is_finished(train_cfg) -> bool:
     """Whether the cell's run directory holds an eval.json of at least the steps asked for."""
-    from iq_atari.train import resolve_config
+    from iq_atari.config import resolve_config
 
     done = Path(train_cfg.run_dir) / "eval.json"
     if not done.is_file():
@@ -376,9 +376,10 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def demo_file(config: Config, most: int) -> Path:
     """The demo file of the grid, holding at least `most` episodes (recorded if needed)."""
+    from iq_atari.config import TrainConfig, resolve_config
     from iq_atari.demos import load_demos
     from iq_atari.rollout import record_demos
-    from iq_atari.train import TrainConfig, find_or_record_demos, resolve_config
+    from runners.common import find_or_record_demos
 
     base = resolve_config(TrainConfig(game=config.game, demos=config.demos, demo_episodes=most))
     path = find_or_record_demos(base)

@@ -125,7 +125,7 @@ def load_agent(config: Config, game: str) -> LoadedAgent:
     """The agent of --checkpoint, --run, or the newest run of `game`; refuses another game's."""
     from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
-    from iq_atari.train import load_learner
+    from iq_atari.learners import load_learner
     from iq_atari.video import PolicyExpert
 
     if config.checkpoint is not None:

@@ -22,7 +22,7 @@ Grid file (examples/cartpole_sweep.toml):
     [resources]                      # per trial
     cpus = 1
     gpus = "auto"                    # a GPU fraction; "auto": 0.25 where CUDA exists, else 0
-    [train]                          # any other field of iq_atari.train.TrainConfig, every trial
+    [train]                          # any other field of iq_atari.config.TrainConfig, every trial
     eval_episodes = 5
 
 Examples:
@@ -211,7 +211,7 @@ def _describe(hint: Any) -> str:
 
 
 def _train_config_cls():
-    from iq_atari.train import TrainConfig
+    from iq_atari.config import TrainConfig
 
     return TrainConfig
 
@@ -264,7 +264,7 @@ def trial_configs(grid: Grid) -> list[tuple[compare.Config, str, int, int, Any]]
 
 def run_trial(tune_config: dict) -> dict:
     """One Ray Tune trial: train (or resume) one grid cell, as `make compare` does."""
-    from iq_atari.train import TrainConfig
+    from iq_atari.config import TrainConfig
 
     return compare.run_cell(TrainConfig(**tune_config["spec"]["train_config"]))
 

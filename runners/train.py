@@ -19,15 +19,21 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Collection
 
-from iq_atari.train import TrainConfig, train
+from iq_atari.config import TrainConfig, resolve_config
+from iq_atari.train import train
+from runners.common import find_or_record_demos
 
 
 def run(config: TrainConfig, given: Collection[str] = ()) -> dict:
-    """Train; `given`: the flags set on the command line (with --resume, any that conflicts
-    with the run is an error)."""
+    """Record demos if the game has none (a new run), then train; `given`: the flags set on the
+    command line (with --resume, any that conflicts with the run is an error)."""
+    if not config.resume and config.demos is None:
+        demos = find_or_record_demos(resolve_config(config))
+        config = dataclasses.replace(config, demos=str(demos))
     record = train(config, given)
     print(
         f"{record['algo']} {record['mode']} on {record['game']}: mean return "

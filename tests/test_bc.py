@@ -9,9 +9,11 @@ from torch import nn
 
 from iq_atari.bc import BCConfig, BCLearner, Validation, bc_loss, hold_out
 from iq_atari.buffers import Batch, expert_buffer
+from iq_atari.config import TrainConfig
 from iq_atari.demos import Trajectory
+from iq_atari.learners import load_learner
 from iq_atari.rollout import record_demos
-from iq_atari.train import TrainConfig, load_learner, train
+from iq_atari.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
+from iq_atari.config import TrainConfig
 from iq_atari.envs import AtariSettings
 from iq_atari.experts import get_expert
 from iq_atari.rollout import record_demos
-from iq_atari.train import TrainConfig, train
+from iq_atari.train import train
 from runners.record import _checkpoint_settings
 
 

@@ -6,8 +6,9 @@ import numpy as np
 from gymnasium.spaces import Box
 
 from iq_atari.buffers import FrameBuffer
+from iq_atari.collector import Collector
+from iq_atari.config import TrainConfig
 from iq_atari.envs import AtariSettings, make_vec_env
-from iq_atari.train import Collector, TrainConfig
 
 SETTINGS = AtariSettings(max_episode_frames=600)  # episodes of ~150 agent steps
 OBS_SPACE = Box(0, 255, (4, 84, 84), np.uint8)

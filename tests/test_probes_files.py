@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from iq_atari.train import TrainConfig, train
+from iq_atari.config import TrainConfig
+from iq_atari.train import train
 
 CLI = [sys.executable, "-m"]
 TRAIN = ["runners.train", "--no-progress", "--no-tensorboard", "--threads", "1"]

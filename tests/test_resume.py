@@ -79,7 +79,8 @@ def test_ctrl_c_finishes_the_update_saves_and_prints_a_resume_hint(tmp_path, car
 
 
 def _online(tmp_path, demos, steps, resume=False):
-    from iq_atari.train import TrainConfig, train
+    from iq_atari.config import TrainConfig
+    from iq_atari.train import train
 
     config = TrainConfig(
         game="CartPole",
@@ -103,7 +104,7 @@ def test_online_resume_restores_the_replay_instead_of_collecting_again(
 ):
     import numpy as np
 
-    from iq_atari.train import REPLAY_FILE
+    from iq_atari.collector import REPLAY_FILE
 
     demos = cartpole_one_demo
     first = _online(tmp_path, demos, steps=60)

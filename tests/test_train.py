@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from iq_atari.config import TrainConfig, resolve_config
 from iq_atari.envs import AtariSettings
 from iq_atari.errors import InputError
+from iq_atari.expert_data import demo_episodes
+from iq_atari.learners import load_learner
 from iq_atari.rollout import record_demos
-from iq_atari.train import TrainConfig, demo_episodes, load_learner, resolve_config, train
+from iq_atari.train import train
 from runners import train as train_runner
 
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0)

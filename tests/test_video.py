@@ -127,7 +127,8 @@ def test_bad_input_is_one_error_line(argv, message, tmp_path, monkeypatch, capsy
 @pytest.fixture(scope="module")
 def cartpole_checkpoint(tmp_path_factory, cartpole_one_demo) -> Path:
     """A tiny trained CartPole run (20 updates on one demo episode): its checkpoints/best.pt."""
-    from iq_atari.train import TrainConfig, train
+    from iq_atari.config import TrainConfig
+    from iq_atari.train import train
 
     root = tmp_path_factory.mktemp("run")
     config = TrainConfig(
@@ -199,7 +200,8 @@ def test_recording_does_not_change_what_is_played(tmp_path):
 
 
 def test_training_records_a_video_every_n_evaluations(tmp_path, cartpole_one_demo):
-    from iq_atari.train import TrainConfig, train
+    from iq_atari.config import TrainConfig
+    from iq_atari.train import train
 
     config = TrainConfig(
         game="CartPole",
