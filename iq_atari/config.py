@@ -6,126 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from iq_atari.envs import resolve_game
 from iq_atari.errors import InputError
-from iq_atari.iq import Divergence, IQLossConfig, RegularizeOver, ValueTerm
+from iq_atari.iq import Divergence, IQLearnerConfig, IQLossConfig, RegularizeOver, ValueTerm
 from iq_atari.networks import Activation
+
+T = TypeVar("T")
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:
     """A documented field; the same metadata as runners.common.arg, so it doubles as a CLI flag."""
     return dataclasses.field(default=default, metadata={"help": help, **kwargs})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. None means the preset of the game's family (PRESETS)."""
-
-    game: str = _opt("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
-    algo: Literal["iq", "bc"] = _opt("iq", "iq: IQ-Learn; bc: behavioural cloning")
-    mode: Literal["offline", "online"] = _opt(
-        "offline", "offline: expert data only; online: also the agent's own transitions"
-    )
-    demos: str | None = _opt(
-        None, "demo file (.npz) or minari:DATASET_ID; default: expert_demos/, recorded if missing"
-    )
-    num_demos: int | None = _opt(
-        None, "use the first N episodes of the demos (default all)", positive=True
-    )
-    demo_draw: int | None = _opt(
-        None,
-        "train on --num-demos episodes drawn at random with this seed instead of the first N "
-        "(to measure how much the choice of demos matters)",
-    )
-    subsample: int = _opt(
-        1,
-        "use every k-th transition of each demo episode (official expert.subsample_freq)",
-        positive=True,
-    )
-    steps: int | None = _opt(None, "gradient updates (Atari 50000, classic 10000)", positive=True)
-    seed: int = _opt(0, "seed of networks, sampling and envs")
-    run_dir: str | None = _opt(None, "run directory (default runs/<game>/<algo>-<seed>-<time>)")
-    resume: bool = _opt(
-        False,
-        "continue the run in --run-dir from checkpoints/last.pt, with its settings (other flags "
-        "than --steps, --device, --threads, --progress must match them)",
-    )
-    device: str = _opt("auto", "auto, cpu or cuda")
-    batch_size: int | None = _opt(
-        None,
-        "expert batch size; online adds as many agent samples (Atari 64, classic 64)",
-        positive=True,
-    )
-    lr: float | None = _opt(None, "Adam learning rate (Atari 1e-4, classic 3e-4)")
-    gamma: float = _opt(0.99, "discount")
-    alpha: float | None = _opt(None, "soft-Q temperature (Atari 1e-3, classic 1e-2)")
-    learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
-    value_term: ValueTerm | None = _opt(None, "second loss term (value_expert in both modes)")
-    divergence: Divergence = _opt("chi2", "f-divergence of the expert term")
-    chi2_alpha: float = _opt(0.5, "chi2 regulariser weight 1/(4 chi2_alpha)")
-    regularize_over: RegularizeOver | None = _opt(
-        None,
-        "chi2 regulariser over expert, all, or expert + agent states with policy actions "
-        "(offline expert, online policy)",
-    )
-    next_v: Literal["online", "target"] = _opt("online", "V(s') from the online or a target net")
-    tau: float = _opt(1.0, "target update rate (1 = hard copy)")
-    target_interval: int = _opt(1000, "updates between target updates", positive=True)
-    absorbing: bool = _opt(
-        False,
-        "IQ: terminations lead to an absorbing state with a learned value instead of V = 0 "
-        "(DAC; helps online LunarLander at 10k updates, hurts at 40k: docs/RESULTS.md)",
-    )
-    grad_penalty: float = _opt(0.0, "gradient penalty weight (online only; 0 = off)")
-    augment_shift: int = _opt(
-        0,
-        "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
-        "offset per sample (DrQ uses 4; 0 = off; did not help offline Pong: docs/RESULTS.md)",
-    )
-    hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
-    activation: Activation = _opt("elu", "MLP activation")
-    bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
-    eval_interval: int | None = _opt(
-        None, "updates between evaluations (Atari 5000, classic 1000)", positive=True
-    )
-    eval_episodes: int = _opt(10, "greedy evaluation episodes", positive=True)
-    log_interval: int = _opt(100, "updates between train/ and perf/ log rows", positive=True)
-    replay_size: int | None = _opt(
-        None, "online replay capacity in frames (Atari 100000, classic 50000)", positive=True
-    )
-    learning_starts: int | None = _opt(
-        None, "online: env steps before the first update (Atari 5000, classic 1000)"
-    )
-    n_envs: int | None = _opt(
-        None, "online: envs stepped together (Atari 4, classic 1)", positive=True
-    )
-    env_steps_per_update: float = _opt(1.0, "online: env steps collected per update")
-    demo_episodes: int | None = _opt(
-        None, "episodes to record when no demos exist (Atari 20, classic 10)", positive=True
-    )
-    threads: int | None = _opt(
-        None,
-        "torch CPU threads (Atari: torch's default, 0; classic 1: small MLPs run fastest on "
-        "one thread, and far faster than two on a busy CPU)",
-    )
-    runs_root: str = _opt("runs", "parent of the default run directories")
-    tensorboard: bool = _opt(True, "write TensorBoard events")
-    progress: bool = _opt(True, "show progress bars")
-    reward_check_episodes: int = _opt(
-        3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
-    )
-    reward_check_max_steps: int = _opt(
-        1_000,
-        "IQ: the reward check cuts each episode at this many agent steps (a whole Pong game of "
-        "its expert is ~10k)",
-        positive=True,
-    )
-    video_every: int = _opt(
-        0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
-    )
-    video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
 
 
 # Family presets: fields left None in TrainConfig take these. Beside each, the official code's
@@ -163,10 +56,138 @@ PRESETS: dict[str, dict[str, Any]] = {
         threads=1,
     ),
 }
-MODE_DEFAULTS = {
+# Loss options that depend on the mode; fields left None in TrainConfig take these.
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "offline": dict(value_term="value_expert", regularize_over="expert"),
     "online": dict(value_term="value_expert", regularize_over="policy"),
 }
+
+
+def _show(value: Any) -> str:
+    """A preset value as the help text shows it (1e-4 rather than 0.0001)."""
+    if isinstance(value, float) and 0 < value < 0.1:
+        mantissa, exponent = f"{value:.0e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return str(value)
+
+
+def _preset(name: str, help: str, **kwargs: Any) -> Any:
+    """A field left None that its family's (or mode's) preset fills: the help ends with the
+    values of PRESETS / MODE_DEFAULTS, so --help shows them as they are."""
+    table = PRESETS if name in PRESETS["atari"] else MODE_DEFAULTS
+    label = {"atari": "Atari"}  # the family's name as the docs write it
+    shown = ", ".join(f"{label.get(k, k)} {_show(values[name])}" for k, values in table.items())
+    return _opt(None, f"{help} (default: {shown})", **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. None means the preset of the game's family (PRESETS) or
+    of the mode (MODE_DEFAULTS). The loss and learner options keep the defaults of their own
+    dataclasses (iq.IQLossConfig, iq.IQLearnerConfig), which are built from these by name."""
+
+    game: str = _opt("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
+    algo: Literal["iq", "bc"] = _opt("iq", "iq: IQ-Learn; bc: behavioural cloning")
+    mode: Literal["offline", "online"] = _opt(
+        "offline", "offline: expert data only; online: also the agent's own transitions"
+    )
+    demos: str | None = _opt(
+        None, "demo file (.npz) or minari:DATASET_ID; default: expert_demos/, recorded if missing"
+    )
+    num_demos: int | None = _opt(
+        None, "use the first N episodes of the demos (default all)", positive=True
+    )
+    demo_draw: int | None = _opt(
+        None,
+        "train on --num-demos episodes drawn at random with this seed instead of the first N "
+        "(to measure how much the choice of demos matters)",
+    )
+    subsample: int = _opt(
+        1,
+        "use every k-th transition of each demo episode (official expert.subsample_freq)",
+        positive=True,
+    )
+    steps: int | None = _preset("steps", "gradient updates", positive=True)
+    seed: int = _opt(0, "seed of networks, sampling and envs")
+    run_dir: str | None = _opt(None, "run directory (default runs/<game>/<algo>-<seed>-<time>)")
+    resume: bool = _opt(
+        False,
+        "continue the run in --run-dir from checkpoints/last.pt, with its settings (other flags "
+        "than --steps, --device, --threads, --progress must match them)",
+    )
+    device: str = _opt("auto", "auto, cpu or cuda")
+    batch_size: int | None = _preset(
+        "batch_size", "expert batch size; online adds as many agent samples", positive=True
+    )
+    lr: float | None = _preset("lr", "Adam learning rate")
+    gamma: float = _opt(IQLossConfig.gamma, "discount")
+    alpha: float | None = _preset("alpha", "soft-Q temperature")
+    learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
+    value_term: ValueTerm | None = _preset("value_term", "second loss term")
+    divergence: Divergence = _opt(IQLossConfig.divergence, "f-divergence of the expert term")
+    chi2_alpha: float = _opt(IQLossConfig.chi2_alpha, "chi2 regulariser weight 1/(4 chi2_alpha)")
+    regularize_over: RegularizeOver | None = _preset(
+        "regularize_over",
+        "chi2 regulariser over expert, all, or expert + agent states with policy actions",
+    )
+    next_v: Literal["online", "target"] = _opt(
+        IQLearnerConfig.next_v, "V(s') from the online or a target net"
+    )
+    tau: float = _opt(IQLearnerConfig.tau, "target update rate (1 = hard copy)")
+    target_interval: int = _opt(1000, "updates between target updates", positive=True)
+    absorbing: bool = _opt(
+        False,
+        "IQ: terminations lead to an absorbing state with a learned value instead of V = 0 "
+        "(DAC; helps online LunarLander at 10k updates, hurts at 40k: docs/RESULTS.md)",
+    )
+    grad_penalty: float = _opt(
+        IQLearnerConfig.grad_penalty, "gradient penalty weight (online only; 0 = off)"
+    )
+    augment_shift: int = _opt(
+        0,
+        "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
+        "offset per sample (DrQ uses 4; 0 = off; did not help offline Pong: docs/RESULTS.md)",
+    )
+    hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
+    activation: Activation = _opt("elu", "MLP activation")
+    bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
+    eval_interval: int | None = _preset(
+        "eval_interval", "updates between evaluations", positive=True
+    )
+    eval_episodes: int = _opt(10, "greedy evaluation episodes", positive=True)
+    log_interval: int = _opt(100, "updates between train/ and perf/ log rows", positive=True)
+    replay_size: int | None = _preset(
+        "replay_size", "online replay capacity in frames", positive=True
+    )
+    learning_starts: int | None = _preset(
+        "learning_starts", "online: env steps before the first update"
+    )
+    n_envs: int | None = _preset("n_envs", "online: envs stepped together", positive=True)
+    env_steps_per_update: float = _opt(1.0, "online: env steps collected per update")
+    demo_episodes: int | None = _preset(
+        "demo_episodes", "episodes to record when no demos exist", positive=True
+    )
+    threads: int | None = _preset(
+        "threads",
+        "torch CPU threads, 0: torch's default (small MLPs run fastest on one thread, and far "
+        "faster than two on a busy CPU)",
+    )
+    runs_root: str = _opt("runs", "parent of the default run directories")
+    tensorboard: bool = _opt(True, "write TensorBoard events")
+    progress: bool = _opt(True, "show progress bars")
+    reward_check_episodes: int = _opt(
+        3, "IQ: episodes per policy of the recovered-vs-true reward check after training (0: off)"
+    )
+    reward_check_max_steps: int = _opt(
+        1_000,
+        "IQ: the reward check cuts each episode at this many agent steps (a whole Pong game of "
+        "its expert is ~10k)",
+        positive=True,
+    )
+    video_every: int = _opt(
+        0, "record a greedy episode to videos/update-N.mp4 every N evaluations (0: off)"
+    )
+    video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
@@ -198,15 +219,38 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
+def options_from(cls: type[T], config: TrainConfig, **values: Any) -> T:
+    """A `cls` options dataclass whose fields take the TrainConfig fields of the same names
+    (those TrainConfig lacks keep their defaults, unless given in `values`)."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    shared = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.name in train_fields
+    }
+    return cls(**{**shared, **values})
+
+
 def loss_config(config: TrainConfig) -> IQLossConfig:
     """The IQ loss options of a resolved config."""
-    return IQLossConfig(
-        config.gamma,
-        config.value_term,
-        config.divergence,
-        config.chi2_alpha,
-        config.regularize_over,
-    )
+    return options_from(IQLossConfig, config)
+
+
+def train_field(name: str, help: str | None = None) -> Any:
+    """TrainConfig's field `name` (default, help, checks) for a runner's config that passes it on
+    to every run it trains (`passed_to_train`); `help` rewords it for that runner."""
+    field = TrainConfig.__dataclass_fields__[name]
+    metadata = {**field.metadata, "passed_to_train": True}
+    if help is not None:
+        metadata["help"] = help
+    return dataclasses.field(default=field.default, metadata=metadata)
+
+
+def passed_to_train(config: Any) -> dict[str, Any]:
+    """The values of a runner config's `train_field`s, by name."""
+    return {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.metadata.get("passed_to_train")
+    }
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

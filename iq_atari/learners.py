@@ -14,7 +14,14 @@ from iq_atari.agent import SoftQAgent
 from iq_atari.bc import BCConfig, BCLearner, hold_out
 from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.checkpoint import read_checkpoint, restore
-from iq_atari.config import TrainConfig, config_from_dict, loss_config, parse_hidden, resolve_config
+from iq_atari.config import (
+    TrainConfig,
+    config_from_dict,
+    loss_config,
+    options_from,
+    parse_hidden,
+    resolve_config,
+)
 from iq_atari.errors import InputError
 from iq_atari.iq import IQLearner, IQLearnerConfig
 from iq_atari.networks import make_q_network
@@ -53,14 +60,7 @@ def make_learner(
         use_target=config.next_v == "target",
         absorbing=config.absorbing,
     ).to(device)
-    learner_config = IQLearnerConfig(
-        loss_config(config),
-        config.lr,
-        config.next_v,
-        config.tau,
-        config.target_interval,
-        config.grad_penalty,
-    )
+    learner_config = options_from(IQLearnerConfig, config, loss=loss_config(config))
     v0_obs = initial_obs if config.value_term == "v0" else None
     return IQLearner(agent, learner_config, v0_obs, seed=config.seed)
 
@@ -72,9 +72,7 @@ def _bc_learner(
     buffer, a validation split is held out of it (`bc.hold_out`) for early stopping; the split
     depends only on the seed, so a resumed run holds out the same."""
     # Validate ten times per evaluation interval: every 100 updates on classic control.
-    bc_config = BCConfig(
-        lr=config.lr, val_interval=max(1, config.eval_interval // 10), seed=config.seed
-    )
+    bc_config = options_from(BCConfig, config, val_interval=max(1, config.eval_interval // 10))
     validation = None
     if expert is not None:
         rng = np.random.default_rng([config.seed, 0xBC])

@@ -33,7 +33,13 @@ def arg(default: Any, help: str, **kwargs: Any) -> Any:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Flag defaults in the help, and the runner's docstring kept as written (its examples)."""
+    """Flag defaults in the help, and the runner's docstring kept as written (its examples).
+    A help text that states its own defaults (the presets of a field left None) keeps them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default: " in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):

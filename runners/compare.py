@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iq_atari.config import TrainConfig, passed_to_train, resolve_config, train_field
 from iq_atari.utils import atomic_path, atomic_write_text
 from runners.common import arg, run_cli
 
@@ -58,35 +59,29 @@ CSV_COLUMNS = [
 
 @dataclass
 class Config:
-    game: str = arg("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
+    """The grid; the `train_field`s are TrainConfig's own, passed to every run of the grid."""
+
+    game: str = train_field("game")
     num_demos: str = arg("1,3,10", "comma-separated demo counts (first N episodes of the demos)")
     seeds: int = arg(3, "seeds per cell (0 .. N-1)", positive=True)
-    steps: int | None = arg(
-        None, "gradient updates per run (default: the game family's)", positive=True
-    )
+    steps: int | None = train_field("steps")
     out: str | None = arg(None, "output directory (default runs/compare/<game>)")
     online: bool = arg(False, "also train online IQ-Learn (agent transitions from the env)")
-    subsample: int | None = arg(
-        None,
-        "train on every K-th transition of each demo (official CartPole recipe: 20)",
-        positive=True,
+    subsample: int = train_field("subsample")
+    demos: str | None = train_field("demos")
+    eval_episodes: int = train_field(
+        "eval_episodes", "evaluation episodes per run (and for the expert / random)"
     )
-    demos: str | None = arg(None, "demo file (default: expert_demos/, recorded if missing)")
-    eval_episodes: int = arg(
-        10, "evaluation episodes per run (and for the expert / random)", positive=True
-    )
-    eval_interval: int | None = arg(
-        None, "updates between evaluations (learning curves)", positive=True
-    )
-    reward_check_episodes: int = arg(3, "episodes per policy of the IQ reward check (0: off)")
-    absorbing: bool = arg(False, "IQ runs: an absorbing state for terminations (train's flag)")
+    eval_interval: int | None = train_field("eval_interval")
+    reward_check_episodes: int = train_field("reward_check_episodes")
+    absorbing: bool = train_field("absorbing")
     draw_demos: bool = arg(
         False,
         "seed S trains every method on N demo episodes drawn with seed S (default: the first N "
         "for every seed); with more episodes in the file than N, the spread over seeds then "
         "includes the choice of demos",
     )
-    threads: int | None = arg(None, "torch CPU threads (default: the game family's)")
+    threads: int | None = train_field("threads")
     progress: bool = arg(True, "show a progress bar over the grid")
 
 
@@ -102,43 +97,33 @@ def parse_counts(text: str) -> list[int]:
     return counts
 
 
-def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Path):
+def train_config(config: Config, method: str, demos: int, seed: int, run_dir: Path) -> TrainConfig:
     """The `TrainConfig` of one grid cell."""
-    from iq_atari.config import TrainConfig
-
     algo, mode = METHODS[method]
+    passed = passed_to_train(config)
+    passed["absorbing"] = config.absorbing and algo == "iq"  # an IQ option: BC cells go without
     return TrainConfig(
-        game=config.game,
+        **passed,
         algo=algo,
         mode=mode,
-        demos=config.demos,
         num_demos=demos,
-        steps=config.steps,
         seed=seed,
         run_dir=str(run_dir),
-        eval_episodes=config.eval_episodes,
-        eval_interval=config.eval_interval,
-        threads=config.threads,
-        reward_check_episodes=config.reward_check_episodes,
         tensorboard=False,
         progress=False,
-        subsample=config.subsample or 1,
-        absorbing=config.absorbing and algo == "iq",
         demo_draw=seed if config.draw_demos else None,
     )
 
 
-def is_finished(train_cfg) -> bool:
+def is_finished(train_cfg: TrainConfig) -> bool:
     """Whether the cell's run directory holds an eval.json of at least the steps asked for."""
-    from iq_atari.config import resolve_config
-
     done = Path(train_cfg.run_dir) / "eval.json"
     if not done.is_file():
         return False
     return json.loads(done.read_text())["updates"] >= resolve_config(train_cfg).steps
 
 
-def run_cell(train_cfg) -> dict:
+def run_cell(train_cfg: TrainConfig) -> dict:
     """Train one cell, or read it back if finished, or resume it from its last checkpoint."""
     from iq_atari.train import train
 
@@ -256,7 +241,7 @@ def write_table(rows: list[dict], config: Config, baselines: dict, path: Path) -
         "",
         f"{config.seeds} seeds per cell, {rows[0]['updates']} updates per run, "
         f"{config.eval_episodes} greedy evaluation episodes per run"
-        + (f", every {config.subsample}th demo transition" if (config.subsample or 1) > 1 else "")
+        + (f", every {config.subsample}th demo transition" if config.subsample > 1 else "")
         + (", demo episodes drawn per seed" if config.draw_demos else "")
         + (", IQ with an absorbing state" if config.absorbing else "")
         + ".",
@@ -376,7 +361,6 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def demo_file(config: Config, most: int) -> Path:
     """The demo file of the grid, holding at least `most` episodes (recorded if needed)."""
-    from iq_atari.config import TrainConfig, resolve_config
     from iq_atari.demos import load_demos
     from iq_atari.rollout import record_demos
     from runners.common import find_or_record_demos

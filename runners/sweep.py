@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iq_atari.config import TrainConfig, resolve_config
 from iq_atari.errors import InputError
 from runners import compare
 from runners.common import arg, run_cli
@@ -139,7 +140,7 @@ def load_grid(path: str | Path, out: str | None = None) -> Grid:
             + (f"; unknown keys {sorted(unknown)}" if unknown else "")
         )
     train = data.get("train", {})
-    fields = {f.name for f in dataclasses.fields(_train_config_cls())}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     clash = set(train) & {"game", "algo", "mode", "num_demos", "seed", "run_dir", "steps"}
     if set(train) - fields or clash:
         raise InputError(
@@ -173,10 +174,7 @@ def _is(value: Any, kind: type) -> bool:
 def _check_train(path: Path, train: dict[str, Any], games: list[str]) -> None:
     """Every `[train]` value of the type its TrainConfig field takes, and a valid config with
     each game, so a bad value is one line about the grid file rather than a failed trial."""
-    from iq_atari.config import resolve_config
-
-    cls = _train_config_cls()
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(TrainConfig)
     for key, value in train.items():
         if not _accepts(hints[key], value):
             raise InputError(
@@ -184,7 +182,7 @@ def _check_train(path: Path, train: dict[str, Any], games: list[str]) -> None:
             )
     for game in games:
         try:
-            resolve_config(cls(game=game, **train))
+            resolve_config(TrainConfig(game=game, **train))
         except InputError as err:
             raise InputError(f"{path}: train: {err}") from err
 
@@ -210,16 +208,15 @@ def _describe(hint: Any) -> str:
     return " or ".join(o.__name__ if isinstance(o, type) else repr(o) for o in _options(hint))
 
 
-def _train_config_cls():
-    from iq_atari.config import TrainConfig
-
-    return TrainConfig
-
-
 def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# The [train] keys that go into each game's compare config (its writers read them: the demo file,
+# the evaluation budget); the other [train] keys go straight into every trial's TrainConfig.
+COMPARE_KEYS = ("subsample", "demos", "eval_episodes", "eval_interval", "reward_check_episodes")
 
 
 def compare_config(grid: Grid, game: str) -> compare.Config:
@@ -227,7 +224,6 @@ def compare_config(grid: Grid, game: str) -> compare.Config:
     from iq_atari.envs import resolve_game
 
     name = resolve_game(game).name
-    train = grid.train
     return compare.Config(
         game=name,
         num_demos=",".join(map(str, grid.num_demos)),
@@ -235,13 +231,9 @@ def compare_config(grid: Grid, game: str) -> compare.Config:
         steps=grid.steps,
         out=str(grid.out / name),
         online="iq-online" in grid.methods,
-        subsample=train.get("subsample"),
-        demos=train.get("demos"),
-        eval_episodes=train.get("eval_episodes", 10),
-        eval_interval=train.get("eval_interval"),
-        reward_check_episodes=train.get("reward_check_episodes", 3),
         threads=max(1, int(grid.cpus)),
         progress=False,
+        **{key: grid.train[key] for key in COMPARE_KEYS if key in grid.train},
     )
 
 
@@ -264,8 +256,6 @@ def trial_configs(grid: Grid) -> list[tuple[compare.Config, str, int, int, Any]]
 
 def run_trial(tune_config: dict) -> dict:
     """One Ray Tune trial: train (or resume) one grid cell, as `make compare` does."""
-    from iq_atari.config import TrainConfig
-
     return compare.run_cell(TrainConfig(**tune_config["spec"]["train_config"]))
 
 
