@@ -90,19 +90,8 @@ class Trajectory:
             )
         if rewards.ndim != 1 or (rewards.dtype.kind not in "fiu" and rewards.size):
             raise DemoError(f"trajectory: rewards: expected 1-D numbers, got {rewards.dtype}")
-        if len(actions) < 1:
-            raise DemoError("trajectory: actions: an episode needs at least one step")
-        if len(obs) != len(actions) + 1:
-            raise DemoError(
-                f"trajectory: obs: expected T+1 = {len(actions) + 1} rows for {len(actions)} "
-                f"actions, got {len(obs)}"
-            )
-        if len(rewards) != len(actions):
-            raise DemoError(
-                f"trajectory: rewards: expected {len(actions)} (one per action), got {len(rewards)}"
-            )
-        if not np.isfinite(rewards).all() or (obs.dtype != np.uint8 and not np.isfinite(obs).all()):
-            raise DemoError("trajectory: rewards/obs: contains NaN or inf")
+        lengths = np.array([len(actions)])
+        _check_steps("trajectory", "obs", obs, actions, rewards, lengths, "actions")
         object.__setattr__(self, "obs", obs)
         object.__setattr__(self, "actions", actions.astype(np.int64, copy=False))
         object.__setattr__(self, "rewards", rewards.astype(np.float32, copy=False))
@@ -192,7 +181,20 @@ def save_demos(path: str | Path, trajectories: list[Trajectory], meta: dict[str,
     meta.setdefault("env_kwargs", {})
     meta.setdefault("seed", None)
     meta.setdefault("versions", library_versions())
-    arrays = {
+    arrays = demo_arrays(trajectories, meta)
+    # Check what we write with the same validation as what we read.
+    validate_arrays(str(path), arrays, meta)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        readable_by_all(tmp)
+    return path
+
+
+def demo_arrays(trajectories: list[Trajectory], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a demo file holding `trajectories` (of one observation dtype and shape)."""
+    is_frames = trajectories[0].obs.dtype == np.uint8
+    return {
         "frames" if is_frames else "obs": np.concatenate([t.obs for t in trajectories]),
         "actions": np.concatenate([t.actions for t in trajectories]),
         "rewards": np.concatenate([t.rewards for t in trajectories]),
@@ -201,13 +203,6 @@ def save_demos(path: str | Path, trajectories: list[Trajectory], meta: dict[str,
         "episode_lengths": np.array([len(t) for t in trajectories], dtype=np.int64),
         "meta": np.array(json.dumps(meta, sort_keys=True)),
     }
-    # Check what we write with the same validation as what we read.
-    _validate(str(path), arrays, meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        readable_by_all(tmp)
-    return path
 
 
 def readable_by_all(path: Path) -> None:
@@ -249,7 +244,7 @@ def load_demos(
     except Exception as err:
         raise DemoError(f"{name}: file: cannot read as .npz ({type(err).__name__}: {err})") from err
     meta = _parse_meta(name, arrays)
-    _validate(name, arrays, meta)
+    validate_arrays(name, arrays, meta)
     obs_key = "frames" if "frames" in arrays else "obs"
     lengths = arrays["episode_lengths"]
     act_starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -335,7 +330,41 @@ def _parse_meta(name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     return meta
 
 
-def _validate(name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+def _check_steps(
+    where: str,
+    obs_key: str,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    lengths: np.ndarray,
+    lengths_key: str,
+) -> None:
+    """What a `Trajectory` and a demo file are both checked for (`lengths`: T per episode; one
+    for a trajectory): every episode has a step, one action and one reward per step, T+1
+    observations per episode, and no NaN or inf in the rewards or in vector observations."""
+    if (lengths < 1).any():
+        raise DemoError(f"{where}: {lengths_key}: every episode needs at least one step")
+    n_steps, n_episodes = int(lengths.sum()), len(lengths)
+    for key, values in (("actions", actions), ("rewards", rewards)):
+        if len(values) != n_steps:
+            raise DemoError(
+                f"{where}: {key}: expected {n_steps} (one per step, sum of episode_lengths), "
+                f"got {len(values)}"
+            )
+    rows = n_steps + n_episodes
+    if len(obs) != rows:
+        count = f"T+1 = {rows}" if n_episodes == 1 else str(rows)
+        raise DemoError(
+            f"{where}: {obs_key}: expected {count} rows for {n_steps} actions (T+1 per "
+            f"episode), got {len(obs)}"
+        )
+    if not np.isfinite(rewards).all():
+        raise DemoError(f"{where}: rewards: contains NaN or inf")
+    if obs.dtype != np.uint8 and not np.isfinite(obs).all():
+        raise DemoError(f"{where}: {obs_key}: contains NaN or inf")
+
+
+def validate_arrays(name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Check every key, dtype, shape, length, range and metadata field; raise on the first fault."""
     for key in META_KEYS:
         if key not in meta:
@@ -391,35 +420,18 @@ def _validate(name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) ->
     n_episodes = len(lengths)
     if n_episodes == 0:
         raise DemoError(f"{name}: episode_lengths: no episodes")
-    if (lengths < 1).any():
-        raise DemoError(f"{name}: episode_lengths: every episode needs at least 1 step")
     for key in ("terminated", "truncated"):
         if len(arrays[key]) != n_episodes:
             raise DemoError(
                 f"{name}: {key}: expected {n_episodes} (one per episode), got {len(arrays[key])}"
             )
-    n_steps = int(lengths.sum())
-    for key in ("actions", "rewards"):
-        if len(arrays[key]) != n_steps:
-            raise DemoError(
-                f"{name}: {key}: expected {n_steps} (sum of episode_lengths), "
-                f"got {len(arrays[key])}"
-            )
-    if len(obs) != n_steps + n_episodes:
-        raise DemoError(
-            f"{name}: {obs_key}: expected {n_steps + n_episodes} rows (T+1 per episode), "
-            f"got {len(obs)}"
-        )
     actions = arrays["actions"]
+    _check_steps(name, obs_key, obs, actions, arrays["rewards"], lengths, "episode_lengths")
     if actions.size and (actions.min() < 0 or actions.max() >= n_actions):
         raise DemoError(
             f"{name}: actions: values must lie in [0, {n_actions}), got "
             f"{actions.min()}..{actions.max()}"
         )
-    if not np.isfinite(arrays["rewards"]).all():
-        raise DemoError(f"{name}: rewards: contains NaN or inf")
-    if has_obs and not np.isfinite(obs).all():
-        raise DemoError(f"{name}: obs: contains NaN or inf")
     returns = meta["returns"]
     if not isinstance(returns, list) or len(returns) != n_episodes:
         raise DemoError(

@@ -181,10 +181,11 @@ class EpisodicLifeEnv(gym.Wrapper):
         return obs, info
 
 
-class SeedOnFirstReset(gym.Wrapper):
-    """Use `seed` for the first reset unless the caller passes one: make_env(seed=s) is enough."""
+class _FirstResetSeed:
+    """Use `seed` for the first reset unless the caller passes one, and seed the action space:
+    make_env(seed=s) is enough. Shared by the single-env and the vector wrapper."""
 
-    def __init__(self, env: gym.Env, seed: int | None):
+    def __init__(self, env: Any, seed: int | None):
         super().__init__(env)
         self._seed = seed
         if seed is not None:
@@ -194,6 +195,10 @@ class SeedOnFirstReset(gym.Wrapper):
         if seed is None and self._seed is not None:
             seed, self._seed = self._seed, None
         return self.env.reset(seed=seed, options=options)
+
+
+class SeedOnFirstReset(_FirstResetSeed, gym.Wrapper):
+    """An env whose first reset uses `seed` (see `_FirstResetSeed`)."""
 
 
 def make_env(
@@ -300,19 +305,8 @@ def _atari_vector_env(
     )
 
 
-class VecSeedOnFirstReset(gym.vector.VectorWrapper):
+class VecSeedOnFirstReset(_FirstResetSeed, gym.vector.VectorWrapper):
     """Vector twin of SeedOnFirstReset: env i's first reset uses seed + i."""
-
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int | None):
-        super().__init__(envs)
-        self._seed = seed
-        if seed is not None:
-            envs.action_space.seed(seed)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is None and self._seed is not None:
-            seed, self._seed = self._seed, None
-        return self.env.reset(seed=seed, options=options)
 
 
 Policy = Callable[[np.ndarray], np.ndarray]

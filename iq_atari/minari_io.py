@@ -43,9 +43,10 @@ from iq_atari.demos import (
     DemoError,
     DemoSet,
     Trajectory,
-    _validate,
+    demo_arrays,
     library_versions,
     load_demos,
+    validate_arrays,
 )
 from iq_atari.envs import MAX_EPISODE_FRAMES, AtariSettings, make_env, resolve_game
 from iq_atari.errors import InputError
@@ -288,8 +289,11 @@ def load_minari_demos(dataset_id: str) -> DemoSet:
         meta["episode_seeds"] = seeds
     if ours is None:
         meta["returns"] = [t.ret for t in trajectories]
-    arrays = _as_arrays(name, trajectories, meta)
-    _validate(name, arrays, meta)  # every check a demo file gets
+    shapes = {t.obs.shape[1:] for t in trajectories}
+    if len(shapes) != 1:
+        raise DemoError(f"{name}: observations: episodes differ in shape: {sorted(shapes)}")
+    arrays = demo_arrays(trajectories, meta)
+    validate_arrays(name, arrays, meta)  # every check a demo file gets
     if meta["n_actions"] != int(action_space.n):
         raise DemoError(
             f"{name}: action_space: Discrete({int(action_space.n)}) but the iq_atari record says "
@@ -461,24 +465,3 @@ def _newest_frames(where: str, obs: np.ndarray) -> np.ndarray:
                 f"oldest first"
             )
     return newest
-
-
-def _as_arrays(
-    name: str, trajectories: list[Trajectory], meta: dict[str, Any]
-) -> dict[str, np.ndarray]:
-    """The arrays a demo file of these trajectories would hold, for `demos._validate`."""
-    import json
-
-    is_frames = trajectories[0].obs.dtype == np.uint8
-    shapes = {t.obs.shape[1:] for t in trajectories}
-    if len(shapes) != 1:
-        raise DemoError(f"{name}: observations: episodes differ in shape: {sorted(shapes)}")
-    return {
-        "frames" if is_frames else "obs": np.concatenate([t.obs for t in trajectories]),
-        "actions": np.concatenate([t.actions for t in trajectories]),
-        "rewards": np.concatenate([t.rewards for t in trajectories]),
-        "terminated": np.array([t.terminated for t in trajectories], dtype=bool),
-        "truncated": np.array([t.truncated for t in trajectories], dtype=bool),
-        "episode_lengths": np.array([len(t) for t in trajectories], dtype=np.int64),
-        "meta": np.array(json.dumps(meta, sort_keys=True)),
-    }
