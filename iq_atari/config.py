@@ -28,8 +28,8 @@ def _opt(default: Any, help: str, **kwargs: Any) -> Any:
 #            (initial_mem 5000), 20 demos (20), 1 env step per update (1)
 #   classic: batch 64 (32), lr 3e-4 (1e-4), alpha 1e-2 (0.01; 1e-3 in run_offline.sh), 64-64 ELU
 #            MLP (OfflineQNetwork), eval every 1000 (1e3), replay 50k (5e4), learning_starts 1000
-#            (initial_mem 1280). lr 3e-4 / batch 64: CartPole from 1 demo reaches 500 in ~1-2k
-#            updates instead of ~4k at 1e-4 / 32, on 10 of 10 seeds.
+#            (initial_mem 1280). Classic takes lr 3e-4 / batch 64 rather than the official
+#            1e-4 / 32 because it learns faster (docs/RESULTS.md, "IQ-Learn learning tests").
 PRESETS: dict[str, dict[str, Any]] = {
     "atari": dict(
         steps=50_000,
@@ -137,8 +137,7 @@ class TrainConfig:
     target_interval: int = _opt(1000, "updates between target updates", positive=True)
     absorbing: bool = _opt(
         False,
-        "IQ: terminations lead to an absorbing state with a learned value instead of V = 0 "
-        "(DAC; helps online LunarLander at 10k updates, hurts at 40k: docs/RESULTS.md)",
+        "IQ: terminations lead to an absorbing state with a learned value instead of V = 0 (DAC)",
     )
     grad_penalty: float = _opt(
         IQLearnerConfig.grad_penalty, "gradient penalty weight (online only; 0 = off)"
@@ -146,7 +145,7 @@ class TrainConfig:
     augment_shift: int = _opt(
         0,
         "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
-        "offset per sample (DrQ uses 4; 0 = off; did not help offline Pong: docs/RESULTS.md)",
+        "offset per sample (DrQ uses 4; 0 = off)",
     )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
@@ -169,8 +168,7 @@ class TrainConfig:
     )
     threads: int | None = _preset(
         "threads",
-        "torch CPU threads, 0: torch's default (small MLPs run fastest on one thread, and far "
-        "faster than two on a busy CPU)",
+        "torch CPU threads, 0: torch's default (small MLPs run fastest on one thread)",
     )
     runs_root: str = _opt("runs", "parent of the default run directories")
     tensorboard: bool = _opt(True, "write TensorBoard events")

@@ -15,21 +15,16 @@ the current policy (the official `method.regularize`).
 
 Defaults (config.MODE_DEFAULTS): `value_expert` in both modes; chi2 over the expert samples
 offline, and online over the expert samples plus the agent's states with policy actions
-(`policy`), so the agent's transitions train Q through the regulariser. Measured on CartPole-v1
-from one demo (5k updates): offline `value_expert` + `expert` reached 500 on 10/10 seeds; online,
-`value` + `all` failed on 3/4 seeds and `value` + `policy` on 2/10 (the agent learns negative
-rewards on its own states, so ending an episode early looks good: V = 0 after termination);
-`v0` + `policy` reached >= 486 on 10/10 but collapsed on 1 in 20 CartPole transitions and on
-LunarLander (docs/RESULTS.md, "Online IQ"); `value_expert` + `policy` reached >= 475 on 8/10
-(239 and 367 on the other two) and held up on those grids, so it is the online default.
+(`policy`), so the agent's transitions train Q through the regulariser. With `value` or `v0`
+online, IQ tends to learn negative rewards on the agent's own states, so ending an episode early
+looks good (V = 0 after termination); how each combination fared is in docs/RESULTS.md,
+"Online IQ".
 
 Absorbing state (`absorbing_rows`, DAC: Kostrikov et al. 2019): with V = 0 after a termination
-the recovered reward fixes the value of ending, and IQ learns negative rewards on the agent's
-own states, so ending early pays (an online LunarLander agent crashed in 4 of 10 episodes).
-With it, a termination bootstraps from a learned V_abs and each terminated row brings one
-self-transition of the absorbing state (r = (1 - gamma) V_abs). Opt-in (`absorbing`): it
-learns faster early, but V_abs grows above the expert's values and ends worse at 40k updates
-(docs/RESULTS.md, "Absorbing state").
+the recovered reward fixes the value of ending, so learning negative rewards on the agent's own
+states makes ending early pay. With it, a termination bootstraps from a learned V_abs and each
+terminated row brings one self-transition of the absorbing state (r = (1 - gamma) V_abs).
+Opt-in (`absorbing`); its effect on learning is in docs/RESULTS.md, "Absorbing state".
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ Activation = Literal["elu", "relu", "tanh"]
 class MLP(nn.Module):
     """A fully connected soft-Q network for flat vector observations; outputs (B, n_actions).
 
-    ELU by default, as the official code's offline network: on CartPole from one demo, 64-64 ELU
-    reached 500 on 10 of 10 seeds where 64-64 ReLU failed on 1 of 4 (see tests/test_train.py).
+    ELU by default, as the official code's offline network (docs/RESULTS.md compares it with
+    ReLU on CartPole).
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 import os
 
-# Torch's OpenMP threads spin-wait by default; on a shared or busy 2-core machine that made one
-# batch-8 CNN forward 30x slower (runners.bench measured 182-256 ms vs 6.7 ms with PASSIVE).
-# Set before any runner imports torch; a user's own setting wins.
+# Torch's OpenMP threads spin-wait by default, which on a shared or busy machine takes the cores
+# the other threads need and makes small CNN forwards many times slower (docs/RESULTS.md,
+# "Throughput and memory"). Set before any runner imports torch; a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,9 +1,9 @@
 """Benchmarks against the machine's own limits, each figure a ratio measured in the same process.
 
-1. env: agent steps/s of the acting loop (`train.Collector`: vector env + soft-Q policy forward on
-   the Pong Nature-CNN + writing to the FrameBuffer, the policy overlapped with emulation) vs raw
+1. env: agent steps/s of the acting loop (`Collector`: vector env + soft-Q policy forward on the
+   Pong Nature-CNN + writing to the FrameBuffer, the policy overlapped with emulation) vs raw
    `AtariVectorEnv` with the same settings and random actions; the same with a bf16 policy, and
-   the alternating act-then-step loop the collector used before. Target >= 0.6. Beside it the
+   an alternating act-then-step loop (no overlap). Target >= 0.6. Beside it the
    bound the cores allow, E / (E + F): emulation costs E CPU-seconds per agent step, the policy
    and replay write F, and raw emulation already keeps the cores busy.
 2. update: IQ updates/s (`IQLearner.update`, Pong recipe online: 64 expert + 64 agent transitions
@@ -91,8 +91,8 @@ class Config:
     bf16: bool = arg(False, "bfloat16 autocast on the CNN body in the update figure")
     threads: int = arg(
         1,
-        "torch CPU threads (0: torch's default). On a shared 2-core CPU, 2 OpenMP threads spin at "
-        "barriers while the other core is busy: a batch-8 forward took 180-260 ms instead of 5",
+        "torch CPU threads (0: torch's default); on a busy CPU, OpenMP threads spin at barriers "
+        "while the other cores work, so one is the steady choice",
     )
 
 
@@ -212,8 +212,8 @@ def env_figures(
     repeats: int,
     chunk_s: float,
 ) -> tuple[dict, Collector]:
-    """train.Collector (overlapped; fp32 and bf16 policy) and the alternating act-then-step loop
-    it replaced vs raw AtariVectorEnv with the same settings; and the bound the cores allow.
+    """collector.Collector (overlapped; fp32 and bf16 policy) and an alternating act-then-step
+    loop vs raw AtariVectorEnv with the same settings; and the bound the cores allow.
 
     Bound: raw emulation costs E CPU-seconds per agent step and keeps every core busy; the acting
     loop must also spend F (policy + replay write) per step, so even perfectly overlapped it
@@ -510,7 +510,7 @@ def table(r: dict) -> str:
         f"{'figure':<26} {'ratio':>6}  {'measured':>20}  {'baseline':>17}  target",
         f"{env_row('env_ratio (Collector fp32)', 'collector_fp32')}  {verdict('env_ratio')}",
         env_row("  Collector, bf16 policy", "collector_bf16"),
-        env_row("  before: act, then step", "alternating"),
+        env_row("  act, then step", "alternating"),
         f"{'update_ratio':<26} {r['update_ratio']:>6.3f}  {r['updates_per_s']:>10.2f} upd/s  "
         f"{r['pure_updates_per_s']:>8.2f} pure upd/s  {verdict('update_ratio')}",
         f"{'replay_memory_ratio':<26} {r['replay_memory_ratio']:>6.4f}  "

@@ -32,14 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        module = importlib.import_module(f"runners.{name}")
-    except ModuleNotFoundError as err:
-        if err.name != f"runners.{name}":
-            raise
-        print(f"error: command {name!r} is not implemented yet", file=sys.stderr)
-        return 2
-    return module.main(argv[1:])
+    return importlib.import_module(f"runners.{name}").main(argv[1:])
 
 
 if __name__ == "__main__":
