@@ -10,7 +10,8 @@ from typing import Any, Literal, TypeVar
 
 from iq_atari.envs import resolve_game
 from iq_atari.errors import InputError
-from iq_atari.iq import Divergence, IQLearnerConfig, IQLossConfig, RegularizeOver, ValueTerm
+from iq_atari.iq import Divergence, IQLossConfig, RegularizeOver, ValueTerm
+from iq_atari.iq_learner import IQLearnerConfig
 from iq_atari.networks import Activation
 
 T = TypeVar("T")
@@ -84,7 +85,8 @@ def _preset(name: str, help: str, **kwargs: Any) -> Any:
 class TrainConfig:
     """Everything a training run needs. None means the preset of the game's family (PRESETS) or
     of the mode (MODE_DEFAULTS). The loss and learner options keep the defaults of their own
-    dataclasses (iq.IQLossConfig, iq.IQLearnerConfig), which are built from these by name."""
+    dataclasses (iq.IQLossConfig, iq_learner.IQLearnerConfig), which are built from these by
+    name."""
 
     game: str = _opt("CartPole", "game: short Atari name (Pong), gymnasium id (CartPole-v1)")
     algo: Literal["iq", "bc"] = _opt("iq", "iq: IQ-Learn; bc: behavioural cloning")

@@ -184,7 +184,7 @@ def expert_agreement_on_agent_states(
     must not change the game when asked (the Pong tracker and classic controllers do not; the
     Pong planner's look-ahead tracks its own committed actions, so it does not fit here).
     Adds the policy's raw `scores`."""
-    from iq_atari.rollout import run_episode
+    from iq_atari.episodes import run_episode
 
     spec = resolve_game(game)
     env = make_env(game, seed, settings=eval_settings(settings) if spec.is_atari else None)
@@ -293,7 +293,7 @@ def reward_correlation(
     from gymnasium.wrappers import TimeLimit
     from tqdm import tqdm
 
-    from iq_atari.rollout import run_episode
+    from iq_atari.episodes import run_episode
 
     spec = resolve_game(game)
     settings = eval_settings(settings) if spec.is_atari else None

@@ -23,7 +23,7 @@ from iq_atari.config import (
     resolve_config,
 )
 from iq_atari.errors import InputError
-from iq_atari.iq import IQLearner, IQLearnerConfig
+from iq_atari.iq_learner import IQLearner, IQLearnerConfig
 from iq_atari.networks import make_q_network
 from iq_atari.utils import resolve_device
 

@@ -1,89 +1,22 @@
-"""Run a policy in an env: episodes as `Trajectory`s, returns, and RGB frames for video.
+"""Experts playing games: their episodes, a returns table, and demo files (`record_demos`).
 
-Atari trajectories record the single newest frame of each observation stack (`obs[-1]`); the
-stacks are rebuilt from them (`DemoSet.stacked_obs`), exactly as the env built them.
+One episode of any policy is `episodes.run_episode`.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 from iq_atari.demo_library import DEMO_DIR, demo_filename
 from iq_atari.demos import DemoError, Trajectory, save_demos
 from iq_atari.envs import AtariSettings, action_meanings, env_settings, make_env, resolve_game
+from iq_atari.episodes import Episode, run_episode
 from iq_atari.experts import Expert, get_expert
-
-Policy = Callable[[np.ndarray], int]
-
-
-@dataclass
-class Episode:
-    """One played episode: its trajectory, raw score, and (if asked) its rendered RGB frames."""
-
-    trajectory: Trajectory
-    score: float  # raw game score (info["episode"]["r"]); equals the return of the trajectory
-    seed: int
-    frames: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        return len(self.trajectory)
-
-
-def single_frame(obs: np.ndarray) -> np.ndarray:
-    """What a trajectory stores per step: the newest frame of an image stack, else the vector."""
-    obs = np.asarray(obs)
-    return obs[-1].copy() if obs.ndim == 3 else obs.astype(np.float32)
-
-
-def run_episode(
-    env: gym.Env,
-    policy: Policy,
-    seed: int,
-    *,
-    on_reset: Callable[[], None] | None = None,
-    render: bool = False,
-    perturb: Callable[[int], int] | None = None,
-) -> Episode:
-    """Play one episode from `env.reset(seed=seed)` with `policy(obs) -> action`.
-
-    `on_reset` runs after the reset, before the first action (an expert's `reset`). With
-    `render`, the env must have render_mode="rgb_array"; frames holds one RGB image per step.
-    `perturb` maps the policy's action to the one the env executes (DART noise); the trajectory
-    records the policy's action.
-    """
-    obs, info = env.reset(seed=seed)
-    if on_reset is not None:
-        on_reset()
-    observations, actions, rewards = [single_frame(obs)], [], []
-    frames = [env.render()] if render else []
-    while True:
-        action = int(policy(obs))
-        executed = action if perturb is None else perturb(action)
-        obs, reward, terminated, truncated, info = env.step(executed)
-        observations.append(single_frame(obs))
-        actions.append(action)
-        rewards.append(float(reward))
-        if render:
-            frames.append(env.render())
-        if terminated or truncated:
-            break
-    trajectory = Trajectory(
-        obs=np.stack(observations),
-        actions=np.asarray(actions, dtype=np.int64),
-        rewards=np.asarray(rewards, dtype=np.float32),
-        terminated=terminated,
-        truncated=truncated,
-    )
-    score = float(info["episode"]["r"]) if "episode" in info else trajectory.ret
-    return Episode(trajectory, score, seed, frames)
 
 
 def expert_episodes(

@@ -32,9 +32,9 @@ from tqdm import tqdm
 
 from iq_atari.demos import Trajectory
 from iq_atari.envs import AtariSettings, make_env, resolve_game
+from iq_atari.episodes import single_frame  # the demo-file form of an observation
 from iq_atari.evaluation import PolicyFn, eval_settings
 from iq_atari.experts import Expert
-from iq_atari.rollout import single_frame  # the demo-file form of an observation
 from iq_atari.utils import atomic_path
 
 ATARI_HZ = 60  # NTSC frames per second emulated by ALE

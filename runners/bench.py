@@ -44,7 +44,7 @@ from iq_atari.config import TrainConfig, resolve_config
 from iq_atari.demos import DemoSet, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.errors import InputError
-from iq_atari.iq import IQLearner
+from iq_atari.iq_learner import IQLearner
 from iq_atari.learners import load_learner, make_learner
 from iq_atari.utils import atomic_write_text
 from runners import efficiency

@@ -45,7 +45,8 @@ def run(config: Config) -> dict:
 
     from iq_atari.demo_library import DEMO_DIR
     from iq_atari.envs import resolve_game
-    from iq_atari.experts import DISTILLED_ALGO, available_experts, distilled_name, get_expert
+    from iq_atari.experts import available_experts, distilled_name, get_expert
+    from iq_atari.experts.base import DISTILLED_ALGO
     from iq_atari.experts.distill import DistillConfig, distill
 
     spec = resolve_game(config.game)

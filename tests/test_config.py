@@ -12,7 +12,8 @@ from iq_atari.config import (
     options_from,
     resolve_config,
 )
-from iq_atari.iq import IQLearnerConfig, IQLossConfig
+from iq_atari.iq import IQLossConfig
+from iq_atari.iq_learner import IQLearnerConfig
 from runners import compare
 from runners.common import build_parser
 

@@ -18,9 +18,10 @@ from iq_atari.demos import (
     save_demos,
 )
 from iq_atari.envs import AtariSettings, make_env
+from iq_atari.episodes import run_episode
 from iq_atari.errors import InputError
 from iq_atari.experts import get_expert
-from iq_atari.rollout import collect_episodes, run_episode
+from iq_atari.rollout import collect_episodes
 
 SHORT_ATARI = AtariSettings(max_episode_frames=600)  # ~150 agent steps, then truncated
 

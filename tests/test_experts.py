@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from iq_atari.envs import AtariSettings, make_env
+from iq_atari.episodes import run_episode
 from iq_atari.errors import InputError
 from iq_atari.experts import Expert, available_experts, default_expert_name, get_expert
-from iq_atari.rollout import expert_episodes, run_episode
+from iq_atari.rollout import expert_episodes
 
 
 def test_default_experts() -> None:

@@ -16,14 +16,8 @@ import torch
 from iq_atari.agent import SoftQAgent
 from iq_atari.buffers import Batch
 from iq_atari.errors import InputError
-from iq_atari.iq import (
-    IQLearner,
-    IQLearnerConfig,
-    IQLossConfig,
-    absorbing_rows,
-    gradient_penalty,
-    iq_loss,
-)
+from iq_atari.iq import IQLossConfig, absorbing_rows, gradient_penalty, iq_loss
+from iq_atari.iq_learner import IQLearner, IQLearnerConfig
 from iq_atari.networks import MLP
 
 GAMMA = 0.9

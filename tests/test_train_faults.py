@@ -9,7 +9,7 @@ import torch
 
 from iq_atari.config import TrainConfig
 from iq_atari.errors import NumericalError
-from iq_atari.iq import IQLearner
+from iq_atari.iq_learner import IQLearner
 from iq_atari.train import train
 
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0, eval_episodes=1)

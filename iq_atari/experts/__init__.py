@@ -17,7 +17,7 @@ from pathlib import Path
 
 from iq_atari.envs import resolve_game
 from iq_atari.errors import InputError
-from iq_atari.experts.base import Expert
+from iq_atari.experts.base import DISTILLED_ALGO, RAM_ALGO, Expert
 from iq_atari.experts.random import RandomExpert
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "shipped_expert_name",
 ]
 ZOO_ALGOS = ("dqn", "qrdqn", "ppo", "a2c")
-RAM_ALGO = "ppo-ram"
-DISTILLED_ALGO = "distilled"
 
 
 def _atari_experts() -> dict[str, dict[str, Callable[[], Expert]]]:

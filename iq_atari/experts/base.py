@@ -7,6 +7,9 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+RAM_ALGO = "ppo-ram"  # PPO on RAM object features (ram_expert.py)
+DISTILLED_ALGO = "distilled"  # a DAgger-distilled pixel student (distill.py)
+
 
 @runtime_checkable
 class Expert(Protocol):

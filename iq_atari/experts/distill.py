@@ -37,11 +37,10 @@ import torch
 from iq_atari.bc import BCConfig, BCLearner
 from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.envs import AtariSettings, make_env, resolve_game
+from iq_atari.episodes import Episode, run_episode
 from iq_atari.errors import InputError
-from iq_atari.experts import DISTILLED_ALGO
-from iq_atari.experts.base import Expert
+from iq_atari.experts.base import DISTILLED_ALGO, Expert
 from iq_atari.networks import make_q_network
-from iq_atari.rollout import Episode, run_episode
 from iq_atari.scores import RANDOM_SCORES, normalised
 from iq_atari.utils import atomic_path
 

@@ -24,10 +24,9 @@ import numpy as np
 
 from iq_atari.envs import AtariSettings, resolve_game
 from iq_atari.errors import InputError
+from iq_atari.experts.base import RAM_ALGO
 from iq_atari.experts.ram import feature_kind, ram_features
 from iq_atari.utils import atomic_path
-
-RAM_ALGO = "ppo-ram"
 
 
 @dataclass(frozen=True)
