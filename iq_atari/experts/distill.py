@@ -142,7 +142,8 @@ def distill(
     say: Callable[[str], None] = print,
     command: str | None = None,
 ) -> DistillResult:
-    """Distill `teacher` into a pixel student by DAgger; save the best student at `out` (.pt)."""
+    """Distill `teacher` into a pixel student by DAgger; the best student so far is saved at
+    `out` (.pt) after every student round."""
     from tqdm import tqdm
 
     config = config or DistillConfig()
@@ -219,17 +220,19 @@ def distill(
                 + ("" if k == 0 else f" = {share:.0%} of the teacher's {teacher_score:+.1f}")
                 + f", agreement with the teacher {rounds[-1].agreement:.2f}"
             )
+            if best is not None:  # after every student round: an interrupted run keeps its best
+                share = _share(best[0], teacher_score, random)
+                result = DistillResult(
+                    teacher_score, best[0], share, share >= config.target, list(rounds)
+                )
+                save_student(out, best[1], env.observation_space.shape, n_actions, spec.env_id,
+                             settings, teacher, config, result, command)  # fmt: skip
             if reached:
                 break
     finally:
         env.close()
     if best is None:
         raise InputError("--rounds: distillation needs at least one student round")
-    student_score, weights = best
-    share = _share(student_score, teacher_score, random)
-    result = DistillResult(teacher_score, student_score, share, share >= config.target, rounds)
-    save_student(out, weights, env.observation_space.shape, n_actions, spec.env_id, settings,
-                 teacher, config, result, command)  # fmt: skip
     return result
 
 
