@@ -221,15 +221,9 @@ def load_demos(
 ) -> DemoSet:
     """Read and fully validate a demo file; with `env` / `game` / `settings`, also check the match.
 
-    Raises DemoError ("<file>: <field>: ...") on the first problem found. A path
-    "minari:<DATASET_ID>" reads a local Minari dataset instead (`iq_atari.minari_io`).
+    Raises DemoError ("<file>: <field>: ...") on the first problem found. A Minari dataset
+    ("minari:<DATASET_ID>") is read by `demo_sources.load_demo_source`, which takes either.
     """
-    if str(path).startswith("minari:"):
-        from iq_atari.minari_io import load_minari_demos
-
-        demos = load_minari_demos(str(path).removeprefix("minari:"))
-        _check_match(demos, env, game, settings)
-        return demos
     path = Path(path)
     if not path.is_file():
         raise DemoError(f"{path}: file: no such demo file")
@@ -260,11 +254,11 @@ def load_demos(
         for i in range(len(lengths))
     ]
     demos = DemoSet(trajectories, meta, path)
-    _check_match(demos, env, game, settings)
+    check_match(demos, env, game, settings)
     return demos
 
 
-def _check_match(
+def check_match(
     demos: DemoSet, env: gym.Env | None, game: str | None, settings: AtariSettings | None
 ) -> None:
     name, meta = str(demos.path), demos.meta

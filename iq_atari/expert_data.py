@@ -13,7 +13,8 @@ import numpy as np
 from iq_atari import demo_library
 from iq_atari.buffers import FrameBuffer, expert_buffer
 from iq_atari.config import TrainConfig
-from iq_atari.demos import check_env_match, load_demos
+from iq_atari.demo_sources import load_demo_source
+from iq_atari.demos import check_env_match
 from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.errors import InputError
 
@@ -56,7 +57,7 @@ def demo_source(config: TrainConfig) -> str | Path:
 
 def load_expert_data(config: TrainConfig) -> ExpertData:
     """The demos of a resolved `config`, validated and checked against its game, in a buffer."""
-    demos = load_demos(demo_source(config), game=config.game)
+    demos = load_demo_source(demo_source(config), game=config.game)
     settings = None
     if resolve_game(config.game).is_atari:  # train and evaluate with the demos' settings
         try:

@@ -138,7 +138,7 @@ def run_cell(train_cfg: TrainConfig) -> dict:
 
 def baseline_scores(config: Config, demos_path: Path, out: Path) -> dict:
     """Expert and random mean / std return over eval_episodes x seeds fresh episodes (cached)."""
-    from iq_atari.demos import load_demos
+    from iq_atari.demo_sources import load_demo_source
     from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
     from iq_atari.evaluation import eval_settings
@@ -152,7 +152,7 @@ def baseline_scores(config: Config, demos_path: Path, out: Path) -> dict:
         cached = json.loads(cache.read_text())
         if cached.get("episodes") == episodes and cached.get("demos") == str(demos_path):
             return cached
-    demos = load_demos(demos_path, game=config.game)
+    demos = load_demo_source(demos_path, game=config.game)
     settings = None
     if resolve_game(config.game).is_atari:
         from iq_atari.envs import AtariSettings
@@ -361,13 +361,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def demo_file(config: Config, most: int) -> Path:
     """The demo file of the grid, holding at least `most` episodes (recorded if needed)."""
-    from iq_atari.demos import load_demos
+    from iq_atari.demo_sources import load_demo_source
     from iq_atari.rollout import record_demos
     from runners.common import find_or_record_demos
 
     base = resolve_config(TrainConfig(game=config.game, demos=config.demos, demo_episodes=most))
     path = find_or_record_demos(base)
-    if len(load_demos(path, game=config.game)) >= most or config.demos is not None:
+    if len(load_demo_source(path, game=config.game)) >= most or config.demos is not None:
         return path  # too few episodes in a given --demos file: the first run says so
     print(f"{path} has fewer than {most} episodes: recording {most} with the default expert")
     return record_demos(config.game, None, episodes=most, seed=0, progress=config.progress)

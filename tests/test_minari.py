@@ -16,6 +16,7 @@ minari = pytest.importorskip("minari")
 from minari.data_collector.episode_buffer import EpisodeBuffer  # noqa: E402
 
 from iq_atari.config import TrainConfig  # noqa: E402
+from iq_atari.demo_sources import load_demo_source  # noqa: E402
 from iq_atari.demos import DemoError, load_demos  # noqa: E402
 from iq_atari.envs import AtariSettings, make_env  # noqa: E402
 from iq_atari.experts.classic import cartpole_policy  # noqa: E402
@@ -77,7 +78,7 @@ def test_cartpole_file_to_minari_and_back(tmp_path, capsys):
     argv = ["--game", "CartPole", "--demos", str(path), "--export-minari", "iq_atari/cp/ctl-v0"]
     assert demos_runner.main(argv) == 0
     ours = load_demos(path)
-    back = load_demos("minari:iq_atari/cp/ctl-v0", game="CartPole")
+    back = load_demo_source("minari:iq_atari/cp/ctl-v0", game="CartPole")
     _assert_same_demos(ours, back)
     assert str(back.path) == "minari:iq_atari/cp/ctl-v0"
 
@@ -107,7 +108,7 @@ def test_pong_file_to_minari_and_back_keeps_single_frames(tmp_path):
     argv = ["--game", "Pong", "--demos", str(path), "--export-minari", "iq_atari/pong/rnd-v0"]
     assert demos_runner.main(argv) == 0
     ours = load_demos(path)
-    back = load_demos("minari:iq_atari/pong/rnd-v0", game="Pong", settings=settings)
+    back = load_demo_source("minari:iq_atari/pong/rnd-v0", game="Pong", settings=settings)
     _assert_same_demos(ours, back)
 
     seen = _fresh_process_read("iq_atari/pong/rnd-v0")
@@ -135,7 +136,7 @@ def test_parquet_export_is_compressed_and_exact(tmp_path, minari_root):
     for fmt in ("hdf5", "parquet"):
         argv = ["--game", "Pong", "--demos", str(path), "--export-minari", f"iq_atari/p/{fmt}-v0"]
         assert demos_runner.main([*argv, "--minari-format", fmt]) == 0
-        _assert_same_demos(load_demos(path), load_demos(f"minari:iq_atari/p/{fmt}-v0"))
+        _assert_same_demos(load_demos(path), load_demo_source(f"minari:iq_atari/p/{fmt}-v0"))
     assert minari.load_dataset("iq_atari/p/parquet-v0").storage.metadata["data_format"] == "parquet"
     size = {fmt: sum(f.stat().st_size for f in (minari_root / "iq_atari" / "p" / f"{fmt}-v0")
                      .rglob("*") if f.is_file()) for fmt in ("hdf5", "parquet")}  # fmt: skip
@@ -180,7 +181,7 @@ def test_other_codes_atari_stacks_are_read_as_frames(tmp_path):
     episodes = [_play(env, 12, rng, seed) for seed in (0, 1)]
     _write_dataset("other/pong/stacks-v0", episodes, env=env, jpeg_encoding=False)
     env.close()
-    back = load_demos("minari:other/pong/stacks-v0", game="Pong")
+    back = load_demo_source("minari:other/pong/stacks-v0", game="Pong")
     assert back.frame_stack == 4 and back.meta["env_kwargs"] == AtariSettings().to_dict()
     for i, (obs, actions, *_rest) in enumerate(episodes):
         assert back.trajectories[i].obs.shape == (len(obs), 84, 84)
@@ -210,7 +211,7 @@ def test_other_codes_atari_stacks_are_read_as_frames(tmp_path):
     episode = _play(env, 8, rng)
     _write_dataset("other/pong/reset-pad-v0", [episode], env=env, jpeg_encoding=False)
     env.close()
-    back = load_demos("minari:other/pong/reset-pad-v0", game="Pong")
+    back = load_demo_source("minari:other/pong/reset-pad-v0", game="Pong")
     assert np.array_equal(back.stacked_obs(0)[3:], np.asarray(episode[0])[3:])
     assert back.meta["env_kwargs"]["frame_skip"] == 4 and back.meta["frame_stack"] == 4
 
@@ -220,7 +221,7 @@ def test_other_codes_atari_stacks_are_read_as_frames(tmp_path):
     _write_dataset("other/pong/bad-stack-v0", [(broken, *episode[1:])], env=env,
                    jpeg_encoding=False)  # fmt: skip
     with pytest.raises(DemoError, match="consecutive frames"):
-        load_demos("minari:other/pong/bad-stack-v0", game="Pong")
+        load_demo_source("minari:other/pong/bad-stack-v0", game="Pong")
 
 
 def _collect_cartpole(dataset_id: str, episodes: int, first_seed: int, policy=None) -> None:
@@ -243,7 +244,7 @@ def _collect_cartpole(dataset_id: str, episodes: int, first_seed: int, policy=No
 def test_datacollector_dataset_trains_cartpole_like_our_demos(tmp_path):
     _collect_cartpole("others/cartpole/controller-v0", 10, 100, policy=cartpole_policy)
     ours = record_demos("CartPole", None, 10, 100, out=tmp_path / "c.npz", progress=False)
-    theirs = load_demos("minari:others/cartpole/controller-v0", game="CartPole")
+    theirs = load_demo_source("minari:others/cartpole/controller-v0", game="CartPole")
     # The same controller from the same seeds: the same transitions, read from either format.
     for a, b in zip(load_demos(ours).trajectories, theirs.trajectories, strict=True):
         assert np.array_equal(a.obs, b.obs) and np.array_equal(a.actions, b.actions)
@@ -262,7 +263,7 @@ def test_datacollector_dataset_trains_cartpole_like_our_demos(tmp_path):
 
 def test_datacollector_random_dataset_trains_bc_and_online_iq(tmp_path):
     _collect_cartpole("others/cartpole/random-v0", 3, 0)
-    demos = load_demos("minari:others/cartpole/random-v0", game="CartPole")
+    demos = load_demo_source("minari:others/cartpole/random-v0", game="CartPole")
     assert len(demos) == 3 and all(t.terminated for t in demos.trajectories)
     small = dict(game="CartPole", demos="minari:others/cartpole/random-v0", batch_size=16,
                  eval_interval=5, eval_episodes=1, steps=5, **FAST)  # fmt: skip
