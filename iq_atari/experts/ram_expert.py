@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,9 +199,11 @@ def train_ram_expert(
     if resume:
         if not checkpoint.is_file():
             raise InputError(f"--resume: no checkpoint {checkpoint} to resume from")
+        from iq_atari.experts.zoo import UNREADABLE
+
         try:
             model = PPO.load(checkpoint, env=env, device="cpu")
-        except (zipfile.BadZipFile, ValueError, KeyError, EOFError, RuntimeError) as err:
+        except UNREADABLE as err:
             raise InputError(f"{checkpoint}: not a readable PPO checkpoint ({err})") from err
         if int(model.observation_space.shape[0]) != int(env.observation_space.shape[0]):
             raise InputError(f"{checkpoint}: trained on another game's features")
