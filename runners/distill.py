@@ -12,12 +12,16 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from iq_atari.experts.distill import DistillConfig
 from runners.common import arg, run_cli
+
+D = DistillConfig()  # the defaults, declared once there
 
 
 @dataclass
@@ -26,15 +30,19 @@ class Config:
     expert: str | None = arg(
         None, "teacher: an expert name or path (default: the game's, other than a student)"
     )
-    rounds: int = arg(8, "DAgger rounds after the teacher's own round", positive=True)
-    episodes: int = arg(4, "games per round", positive=True)
-    updates: int = arg(2_500, "student gradient steps after each round", positive=True)
-    batch_size: int = arg(64, "student batch size", positive=True)
-    lr: float = arg(2.5e-4, "student Adam learning rate")
-    target: float = arg(0.95, "stop when the student reaches this share of the teacher's score")
-    capacity: int = arg(400_000, "frames of aggregated data kept (~7 KB each)", positive=True)
-    max_steps: int | None = arg(None, "agent steps per game at most (default: the env's cap)")
-    seed: int = arg(0, "seed of the student, its sampling and the games (round k: seed+1000k+i)")
+    rounds: int = arg(D.rounds, "DAgger rounds after the teacher's own round", positive=True)
+    episodes: int = arg(D.episodes, "games per round", positive=True)
+    updates: int = arg(D.updates, "student gradient steps after each round", positive=True)
+    batch_size: int = arg(D.batch_size, "student batch size", positive=True)
+    lr: float = arg(D.lr, "student Adam learning rate")
+    target: float = arg(D.target, "stop when the student reaches this share of the teacher's score")
+    capacity: int = arg(D.capacity, "frames of aggregated data kept (~7 KB each)", positive=True)
+    max_steps: int | None = arg(
+        D.max_steps, "agent steps per game at most (default: the env's cap)"
+    )
+    seed: int = arg(
+        D.seed, "seed of the student, its sampling and the games (round k: seed+1000k+i)"
+    )
     out: str | None = arg(None, "output .pt (default expert_demos/experts/distilled-<env id>.pt)")
     threads: int = arg(1, "torch CPU threads", positive=True)
     progress: bool = arg(True, "show progress bars")
@@ -47,7 +55,7 @@ def run(config: Config) -> dict:
     from iq_atari.envs import resolve_game
     from iq_atari.experts import available_experts, distilled_name, get_expert
     from iq_atari.experts.base import DISTILLED_ALGO
-    from iq_atari.experts.distill import DistillConfig, distill
+    from iq_atari.experts.distill import distill
 
     spec = resolve_game(config.game)
     torch.set_num_threads(config.threads)
@@ -62,17 +70,7 @@ def run(config: Config) -> dict:
         spec.env_id,
         teacher,
         out,
-        DistillConfig(
-            rounds=config.rounds,
-            episodes=config.episodes,
-            updates=config.updates,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            target=config.target,
-            capacity=config.capacity,
-            max_steps=config.max_steps,
-            seed=config.seed,
-        ),
+        DistillConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(D)}),
         progress=config.progress,
         command="python -m runners.distill " + shlex.join(sys.argv[1:]),
     )
