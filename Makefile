@@ -20,7 +20,7 @@ ARGS ?=
 # Optional flags, passed only when the variable is set.
 opt = $(if $(2),$(1) $(2))
 
-.PHONY: install test test-all lint format demos minari train video compare bench expert distill sweep clean help
+.PHONY: install test test-all lint format demos minari train video ship compare bench expert distill sweep clean help
 
 help:
 	@echo "make install | test | test-all | lint | format"
@@ -28,6 +28,7 @@ help:
 	@echo "make minari GAME=CartPole MINARI=namespace/name-v0 [DEMOS=file]"
 	@echo "make train GAME=Pong [STEPS=N] [MODE=offline|online] [DEMOS=path] [SEED=S]"
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
+	@echo "make ship RUN=dir|CHECKPOINT=path   (score it, write expert_demos/agents/<algo>-<Game>.pt)"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
 	@echo "make expert GAME=CartPole [ALGO=ppo|dqn] [STEPS=N]"
 	@echo "make distill GAME=Pong [EXPERT=teacher]"
@@ -63,6 +64,9 @@ train:
 
 video:
 	$(PYTHON) -m runners.record --game $(GAME) --seed $(SEED) $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--expert,$(EXPERT)) $(call opt,--episodes,$(EPISODES)) $(ARGS)
+
+ship:
+	$(PYTHON) -m runners.ship $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--episodes,$(EPISODES)) $(ARGS)
 
 compare:
 	$(PYTHON) -m runners.compare --game $(GAME) $(call opt,--num-demos,$(DEMOS_LIST)) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) $(ARGS)

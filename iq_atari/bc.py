@@ -198,6 +198,13 @@ class BCLearner:
             "stopped": self.stopped,
         }
 
+    def policy_state(self) -> dict:
+        """What acting needs: the policy network's weights."""
+        return self.net.state_dict()
+
+    def load_policy_state(self, state: dict) -> None:
+        self.net.load_state_dict(state)
+
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])

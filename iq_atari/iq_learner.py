@@ -162,6 +162,19 @@ class IQLearner:
             state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
         return state
 
+    def policy_state(self) -> dict:
+        """What acting needs: the agent's weights (Q network, alpha), without the target copy."""
+        return {k: v for k, v in self.agent.state_dict().items() if not k.startswith("target_net.")}
+
+    def load_policy_state(self, state: dict) -> None:
+        """Load `policy_state()` weights; a target network starts as a copy of the Q network."""
+        result = self.agent.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("target_net.")]
+        if missing or result.unexpected_keys:
+            raise RuntimeError(f"missing {missing}, unexpected {list(result.unexpected_keys)}")
+        if self.agent.target_net is not None:
+            self.agent.target_net.load_state_dict(self.agent.q_net.state_dict())
+
     def load_state_dict(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])

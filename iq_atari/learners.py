@@ -27,6 +27,9 @@ from iq_atari.iq_learner import IQLearner, IQLearnerConfig
 from iq_atari.networks import make_q_network
 from iq_atari.utils import resolve_device
 
+# The learner-state key of a checkpoint slimmed to what acting needs (`shipped.export_agent`).
+POLICY_ONLY = "policy_weights"
+
 
 class Learner(Protocol):
     """What the loop trains. Metric values are anything `float()` accepts."""
@@ -35,6 +38,8 @@ class Learner(Protocol):
     def act(self, obs: np.ndarray, greedy: bool) -> np.ndarray: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
+    def policy_state(self) -> dict: ...  # the weights acting needs (a shipped agent's file)
+    def load_policy_state(self, state: dict) -> None: ...
 
 
 def make_learner(
@@ -89,7 +94,16 @@ def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, 
     config = saved_config(state, path)
     space = _obs_space(state["obs_shape"], state["obs_dtype"])
     learner = make_learner(config, space, state["n_actions"], resolve_device(device))
-    restore(path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"]))
+    if POLICY_ONLY in state["learner"]:  # a shipped agent: the policy's weights, maybe fp16
+        weights = {
+            k: v.float() if torch.is_floating_point(v) else v
+            for k, v in state["learner"][POLICY_ONLY].items()
+        }
+        restore(path, f"its {config.algo} policy", lambda: learner.load_policy_state(weights))
+    else:
+        restore(
+            path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"])
+        )
     return learner, config
 
 

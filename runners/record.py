@@ -8,7 +8,8 @@ Examples:
   python -m runners.record --game CartPole --run runs/... --save-demos my_demos.npz
 
 Who plays: the agent of `--run` / `--checkpoint` (with neither and no `--expert`: the newest run
-under runs/<Game>/), or the `--expert`. `--side-by-side` (implied when both an agent and an
+under runs/<Game>/; with no run there, the shipped agent expert_demos/agents/iq-<Game>.pt beside
+the game's default expert), or the `--expert`. `--side-by-side` (implied when both an agent and an
 expert are given) shows expert (left) and agent (right) on the same seeds, twice the width.
 Episode i starts from seed + i. Videos land in the run's videos/ folder for an agent, else
 videos/<Game>/; `--out` overrides. One frame per agent step at the game's real speed (Atari:
@@ -65,12 +66,16 @@ def run(config: Config) -> Path:
         raise InputError("give --run DIR or --checkpoint PATH, not both")
     if config.out is not None and Path(config.out).suffix.lower() != ".mp4":
         raise InputError(f"--out: expected a .mp4 file name, got {config.out!r}")
-    want_expert = config.expert is not None or config.side_by_side
-    want_agent = bool(config.run or config.checkpoint or config.side_by_side or not want_expert)
+    shipped = _shipped_agent(config, spec.name)
+    # The shipped agent, played because nothing was trained here, is shown beside its expert.
+    want_expert = config.expert is not None or config.side_by_side or shipped is not None
+    want_agent = bool(
+        config.run or config.checkpoint or config.side_by_side or shipped or not want_expert
+    )
     if config.save_demos is not None and want_agent and want_expert:
         raise InputError("--save-demos records one policy; drop --side-by-side or --expert/--run")
     expert = get_expert(spec.name, config.expert) if want_expert else None
-    agent = load_agent(config, spec.name) if want_agent else None
+    agent = load_agent(config, spec.name, shipped) if want_agent else None
     players = [(f"expert: {expert.name}", expert)] if expert is not None else []
     if agent is not None:
         players.append((agent.label, agent.policy))
@@ -121,8 +126,9 @@ class LoadedAgent:
     settings: AtariSettings | None  # Atari: what it was trained with
 
 
-def load_agent(config: Config, game: str) -> LoadedAgent:
-    """The agent of --checkpoint, --run, or the newest run of `game`; refuses another game's."""
+def load_agent(config: Config, game: str, shipped: Path | None = None) -> LoadedAgent:
+    """The agent of --checkpoint, --run, `shipped`, or the newest run of `game`; refuses another
+    game's."""
     from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
     from iq_atari.learners import load_learner
@@ -138,6 +144,8 @@ def load_agent(config: Config, game: str) -> LoadedAgent:
             raise InputError(f"--run: {config.run}: no such run directory")
         if not path.is_file():
             raise InputError(f"--run: {config.run}: has no checkpoints/best.pt (not trained yet?)")
+    elif shipped is not None:
+        path = shipped
     else:
         path = _newest_checkpoint(game)
     learner, train_config = load_learner(path)
@@ -169,6 +177,24 @@ def load_agent(config: Config, game: str) -> LoadedAgent:
     )
 
 
+def _shipped_agent(config: Config, game: str) -> Path | None:
+    """expert_demos/agents/iq-<Game>.pt when no agent was named and no run of `game` exists."""
+    from iq_atari.shipped import agent_file
+
+    if config.run or config.checkpoint or (config.expert and not config.side_by_side):
+        return None
+    if any(Path("runs", game).glob("*/checkpoints/best.pt")):
+        return None
+    path = agent_file(game)
+    if path.is_file():
+        print(
+            f"no run of {game} under runs/{game}/: playing the shipped agent {path}",
+            file=sys.stderr,
+        )
+        return path
+    return None
+
+
 def _newest_checkpoint(game: str) -> Path:
     """checkpoints/best.pt of the most recently trained run under runs/<Game>/."""
     from iq_atari.errors import InputError
@@ -178,7 +204,8 @@ def _newest_checkpoint(game: str) -> Path:
     )
     if not found:
         raise InputError(
-            f"no trained run of {game} under runs/{game}/; train one (make train GAME={game}), or "
+            f"no trained run of {game} under runs/{game}/ and no shipped agent; train one "
+            f"(make train GAME={game}), or "
             f"pass --run DIR, --checkpoint PATH or --expert NAME (e.g. --expert scripted)"
         )
     return found[-1]

@@ -124,27 +124,6 @@ def test_bad_input_is_one_error_line(argv, message, tmp_path, monkeypatch, capsy
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
-@pytest.fixture(scope="module")
-def cartpole_checkpoint(tmp_path_factory, cartpole_one_demo) -> Path:
-    """A tiny trained CartPole run (20 updates on one demo episode): its checkpoints/best.pt."""
-    from iq_atari.config import TrainConfig
-    from iq_atari.train import train
-
-    root = tmp_path_factory.mktemp("run")
-    config = TrainConfig(
-        game="CartPole",
-        demos=str(cartpole_one_demo),
-        steps=20,
-        eval_interval=20,
-        eval_episodes=1,
-        run_dir=str(root / "run"),
-        tensorboard=False,
-        progress=False,
-    )
-    train(config)
-    return root / "run" / "checkpoints" / "best.pt"
-
-
 def test_runner_records_an_agent_into_its_run_dir(cartpole_checkpoint, capsys):
     run_dir = cartpole_checkpoint.parent.parent
     argv = ["--game", "cartpole", "--run", str(run_dir), "--side-by-side", "--expert", "random",

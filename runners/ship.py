@@ -1,0 +1,179 @@
+"""Ship a trained agent: score it on greedy games of fixed seeds and write it, with a .json of its
+numbers, to expert_demos/agents/<algo>-<Game>.pt (what loading needs, nothing more).
+
+The agent plays `--episodes` greedy games from `--seed` twice, with fp32 weights and with fp16
+weights; the fp16 file is shipped when its mean is within one standard error of the fp32 mean
+("the score holds"), else the fp32 one. Pick seeds the checkpoint was not chosen on.
+
+Examples:
+  python -m runners.ship --run runs/Pong/iq-off-ppo-ram-s0 --seed 888000
+  python -m runners.ship --checkpoint runs/Pong/iq-off-ppo-ram-s0/checkpoints/last.pt
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.common import arg, run_cli
+
+
+@dataclass
+class Config:
+    run: str | None = arg(None, "run directory (ships its checkpoints/best.pt)")
+    checkpoint: str | None = arg(None, "checkpoint file to ship (instead of --run)")
+    episodes: int = arg(10, "greedy games to score it on", positive=True)
+    seed: int = arg(888000, "seed of the first scoring game; game i uses seed + i")
+    out: str | None = arg(None, "output .pt (default: expert_demos/agents/<algo>-<Game>.pt)")
+    half: str = arg(
+        "auto", "fp16 weights: auto (if the score holds), yes, no", choices=("auto", "yes", "no")
+    )
+    max_envs: int = arg(8, "games played at once", positive=True)
+    progress: bool = arg(True, "show progress bars")
+
+
+def run(config: Config) -> Path:
+    import numpy as np
+
+    from iq_atari.checkpoint import read_checkpoint
+    from iq_atari.envs import AtariSettings, resolve_game
+    from iq_atari.errors import InputError
+    from iq_atari.evaluation import evaluate
+    from iq_atari.learners import load_learner
+    from iq_atari.scores import RANDOM_SCORES, normalised
+    from iq_atari.shipped import agent_file, export_agent, repo_relative
+    from iq_atari.utils import atomic_write_text
+
+    if (config.run is None) == (config.checkpoint is None):
+        raise InputError("give one of --run DIR or --checkpoint PATH")
+    source = Path(config.checkpoint or Path(config.run, "checkpoints", "best.pt"))
+    state = read_checkpoint(source)
+    learner, train_config = load_learner(source)
+    spec = resolve_game(train_config.game)
+    out = Path(config.out) if config.out else agent_file(spec.name, train_config.algo)
+    if out.suffix != ".pt":
+        raise InputError(f"--out: expected a .pt file name, got {str(out)!r}")
+    kwargs = state.get("env_kwargs")
+    settings = AtariSettings(**kwargs) if kwargs else None
+
+    def score(agent, label: str) -> list[float]:
+        start = time.perf_counter()
+        returns = evaluate(
+            lambda obs: agent.act(obs, greedy=True),
+            spec.env_id,
+            config.episodes,
+            config.seed,
+            settings=settings,
+            max_envs=config.max_envs,
+            progress=config.progress,
+        )
+        print(
+            f"{label}: {np.mean(returns):+.2f} ± {np.std(returns):.2f} over {config.episodes} "
+            f"games ({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+        )
+        return [float(r) for r in returns]
+
+    fp32 = score(learner, "fp32")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fp16 = None
+    if config.half != "no":
+        export_agent(source, out, half=True)
+        fp16 = score(load_learner(out)[0], "fp16")
+    sem = float(np.std(fp32) / np.sqrt(len(fp32)))
+    holds = fp16 is not None and float(np.mean(fp16)) >= float(np.mean(fp32)) - sem
+    half = config.half == "yes" or (config.half == "auto" and holds)
+    if not half:
+        export_agent(source, out, half=False)
+    returns = fp16 if half else fp32
+    assert returns is not None
+    info = _info(state, train_config, config, spec.name, source, out, half, returns, fp32, fp16)
+    expert_score = info["demos"].get("expert_score")
+    if spec.name in RANDOM_SCORES and expert_score is not None:
+        info["normalised"] = normalised(info["mean"], expert_score, RANDOM_SCORES[spec.name])
+        info["random_score"] = RANDOM_SCORES[spec.name]
+    info["command"] = "python -m runners.ship " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
+    info["source_checkpoint"] = repo_relative(str(source))
+    json_path = out.with_suffix(".json")
+    atomic_write_text(json_path, json.dumps(info, indent=2) + "\n")
+    print(
+        f"wrote {out} ({out.stat().st_size:,} bytes, {'fp16' if half else 'fp32'}) and {json_path}"
+    )
+    return out
+
+
+def _info(state, train_config, config, game, source, out, half, returns, fp32, fp16) -> dict:
+    """The .json beside a shipped agent: its score, what it learned from, how long, how."""
+    import dataclasses
+
+    import numpy as np
+
+    from iq_atari.shipped import repo_relative
+
+    demos = {"file": repo_relative(state.get("demos"))}
+    meta = _demo_meta(state.get("demos"))
+    if meta:
+        expert = meta.get("expert", {})
+        demos.update(
+            episodes=len(meta.get("returns", []))
+            if train_config.num_demos is None
+            else train_config.num_demos,
+            expert=expert.get("name"),
+            expert_score=expert.get("score", {}).get("mean_return", None)
+            if isinstance(expert.get("score"), dict)
+            else None,
+            demo_returns_mean=float(np.mean(meta["returns"])) if meta.get("returns") else None,
+        )
+        if demos["expert_score"] is None:
+            demos["expert_score"] = demos["demo_returns_mean"]
+    loop = state["loop"]
+    last_seed = config.seed + config.episodes - 1
+    return {
+        "game": game,
+        "algo": train_config.algo,
+        "mode": train_config.mode,
+        "weights": "fp16" if half else "fp32",
+        "file_bytes": out.stat().st_size,
+        "updates": loop.get("updates"),
+        "train_wall_time_s": loop.get("wall_time_s"),
+        "eval": f"greedy, {config.episodes} games, seeds {config.seed}..{last_seed}",
+        "seeds": [config.seed + i for i in range(config.episodes)],
+        "returns": returns,
+        "mean": float(np.mean(returns)),
+        "std": float(np.std(returns)),
+        "returns_fp32": fp32,
+        "returns_fp16": fp16,
+        "demos": demos,
+        "train_config": {
+            k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("resume",)
+        }
+        | {
+            "demos": repo_relative(train_config.demos),
+            "run_dir": repo_relative(train_config.run_dir),
+        },
+    }
+
+
+def _demo_meta(path: str | None) -> dict | None:
+    """The meta record of the demo file the agent was trained on, if it is still there."""
+    import numpy as np
+
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(str(npz["meta"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(Config, run, argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

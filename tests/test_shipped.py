@@ -1,0 +1,97 @@
+"""Shipped agents: a checkpoint slimmed to its policy's weights plays like the checkpoint, the
+ship runner scores it and writes its .json, and record plays it when nothing was trained here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from iq_atari import shipped
+from iq_atari.checkpoint import read_checkpoint
+from iq_atari.learners import POLICY_ONLY, load_learner
+from iq_atari.shipped import export_agent
+from runners import record, ship
+
+
+def _greedy(learner, obs: np.ndarray) -> np.ndarray:
+    return learner.act(obs, greedy=True)
+
+
+def test_exported_agent_acts_like_its_checkpoint(cartpole_checkpoint, tmp_path):
+    original, config = load_learner(cartpole_checkpoint)
+    obs = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    full = export_agent(cartpole_checkpoint, tmp_path / "fp32.pt", half=False)
+    half = export_agent(cartpole_checkpoint, tmp_path / "fp16.pt", half=True)
+    assert "optimizer" not in full["learner"] and POLICY_ONLY in full["learner"]
+    assert all(v.dtype == torch.float16 for v in half["learner"][POLICY_ONLY].values())
+    assert (tmp_path / "fp16.pt").stat().st_size < (tmp_path / "fp32.pt").stat().st_size
+    assert (tmp_path / "fp32.pt").stat().st_size < cartpole_checkpoint.stat().st_size
+    fp32, fp32_config = load_learner(tmp_path / "fp32.pt")
+    assert fp32_config == config
+    assert np.array_equal(_greedy(fp32, obs), _greedy(original, obs))
+    fp16, _ = load_learner(tmp_path / "fp16.pt")
+    assert np.mean(_greedy(fp16, obs) == _greedy(original, obs)) >= 0.95
+    read_checkpoint(tmp_path / "fp16.pt")  # still a checkpoint of our format
+
+
+def test_policy_weights_of_another_network_are_one_error_line(cartpole_checkpoint, tmp_path):
+    from iq_atari.errors import InputError
+
+    path = tmp_path / "agent.pt"
+    export_agent(cartpole_checkpoint, path, half=True)
+    state = torch.load(path, weights_only=True)
+    state["learner"][POLICY_ONLY].pop(next(iter(state["learner"][POLICY_ONLY])))
+    torch.save(state, path)
+    with pytest.raises(InputError, match=r"agent\.pt: its iq policy does not fit its network"):
+        load_learner(path)
+
+
+def test_ship_runner_scores_and_writes_the_agent_and_its_json(cartpole_checkpoint, tmp_path):
+    out = tmp_path / "agents" / "iq-CartPole.pt"
+    argv = ["--checkpoint", str(cartpole_checkpoint), "--episodes", "2", "--seed", "5",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert ship.main(argv) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["seeds"] == [5, 6] and len(info["returns"]) == 2
+    assert info["mean"] == pytest.approx(np.mean(info["returns"]))
+    assert info["weights"] in ("fp16", "fp32") and info["file_bytes"] == out.stat().st_size
+    assert info["demos"]["expert"] == "controller" and info["demos"]["expert_score"] == 500.0
+    assert info["updates"] == 20 and info["game"] == "CartPole" and info["algo"] == "iq"
+    assert "normalised" not in info  # no random score for classic control
+    learner, _ = load_learner(out)
+    assert learner.act(np.zeros((1, 4), np.float32), greedy=True).shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "give one of --run DIR or --checkpoint PATH"),
+        (["--checkpoint", "nope.pt"], "nope.pt: no such checkpoint file"),
+    ],
+)
+def test_ship_bad_input_is_one_error_line(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert ship.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_record_plays_the_shipped_agent_beside_its_expert_when_nothing_was_trained(
+    cartpole_checkpoint, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shipped, "AGENT_DIR", tmp_path / "agents")
+    export_agent(cartpole_checkpoint, tmp_path / "agents" / "iq-CartPole.pt", half=True)
+    assert record.main(["--game", "CartPole", "--max-steps", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "playing the shipped agent" in captured.err
+    assert "expert: controller" in captured.out and "agent: iq greedy" in captured.out
+    # A run trained here wins over the shipped agent.
+    shutil.copytree(cartpole_checkpoint.parent.parent, tmp_path / "runs/CartPole/iq-0-x")
+    assert record.main(["--game", "CartPole", "--max-steps", "3", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "shipped" not in captured.err and "expert:" not in captured.out
