@@ -1,22 +1,27 @@
 """Training checkpoints (`checkpoints/{last,best}.pt`): written atomically, and checked when read.
 
 A checkpoint is a dict saved with `torch.save`: the format number, the run's config, the learner's
-state, the loop counters, RNG states, and what the networks were built for (observation shape and
-dtype, number of actions, env settings). `read_checkpoint` refuses, with one InputError line that
-names the file, anything else: junk, a truncated file, another program's dict, a newer format.
-`restore` loads a learner's state and says which file did not fit when it does not.
+state, the loop counters (`LoopState`), RNG states (`run_state`, `resume_loop`), and what the
+networks were built for (observation shape and dtype, number of actions, env settings:
+`built_for`). `read_checkpoint` refuses, with one InputError line that names the file, anything
+else: junk, a truncated file, another program's dict, a newer format. `restore` loads a learner's
+state and says which file did not fit when it does not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 import pickle
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from iq_atari.envs import AtariSettings
@@ -47,6 +52,19 @@ UNREADABLE = (
     UnicodeDecodeError,
     OSError,
 )
+
+
+@dataclass
+class LoopState:
+    """The training loop's counters, saved in checkpoints. A field added here needs a default:
+    checkpoints written before it still resume."""
+
+    updates: int = 0
+    env_steps: int = 0
+    best_return: float = -math.inf
+    best_update: int = 0
+    wall_time_s: float = 0.0
+    last_eval: dict | None = None
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -101,6 +119,34 @@ def built_for(
         "demos": demos,
         "env_kwargs": settings.to_dict() if settings is not None else None,
     }
+
+
+def run_state(
+    config: Any, learner_state: dict, loop: LoopState, rng: np.random.Generator
+) -> dict[str, Any]:
+    """The checkpoint fields of a run's progress: its config (a dataclass), the learner's state,
+    the loop counters, and numpy's and torch's RNG states, so that a resumed run draws what an
+    unbroken one would."""
+    return {
+        "config": dataclasses.asdict(config),
+        "learner": learner_state,
+        "loop": dataclasses.asdict(loop),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def resume_loop(state: dict[str, Any], path: str | Path, rng: np.random.Generator) -> LoopState:
+    """The loop counters the checkpoint `state` (read from `path`) saved, with `rng` and torch's
+    generator set back to its RNG states."""
+    loop = restore(path, "its loop counters", lambda: LoopState(**state["loop"]))
+
+    def set_rng() -> None:
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+    restore(path, "its RNG state", set_rng)
+    return loop
 
 
 def check_built_for(

@@ -4,36 +4,37 @@
 The loop is generic over a `learners.Learner`; IQ-Learn and BC share it. Online mode follows the
 paper's recipe (section 5.1): every update mixes an expert batch with an equal batch of the
 agent's own transitions, collected with the softmax policy in a vector env (`collector`).
-The demos come from `expert_data`, the learner from `learners`, the resume rules from `run_dir`.
+The demos come from `expert_data`, the learner from `learners`, the resume rules from `run_dir`,
+what a checkpoint holds (the loop counters `LoopState` among it) from `checkpoint`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from iq_atari.augment import shift_batch
 from iq_atari.checkpoint import (
+    LoopState,
     built_for,
     check_built_for,
     read_checkpoint,
     restore,
+    resume_loop,
+    run_state,
     save_checkpoint,
 )
 from iq_atari.collector import REPLAY_FILE, Collector, load_replay, save_replay
 from iq_atari.config import TrainConfig
-from iq_atari.errors import NumericalError
+from iq_atari.errors import check_finite
 from iq_atari.evaluation import evaluate, reward_check
 from iq_atari.expert_data import load_expert_data
 from iq_atari.interrupt import StopRequest, catch_sigint
@@ -47,18 +48,6 @@ from iq_atari.utils import (
     seed_everything,
     torch_threads,
 )
-
-
-@dataclass
-class LoopState:
-    """Counters saved in checkpoints."""
-
-    updates: int = 0
-    env_steps: int = 0
-    best_return: float = -math.inf
-    best_update: int = 0
-    wall_time_s: float = 0.0
-    last_eval: dict | None = None
 
 
 def train(config: TrainConfig, given: Collection[str] = ()) -> dict:
@@ -111,8 +100,7 @@ class TrainingRun:
         if saved is not None:
             learner = f"its {config.algo} learner"
             restore(last, learner, lambda: self.learner.load_state_dict(saved["learner"]))
-            self.state = restore(last, "its loop counters", lambda: LoopState(**saved["loop"]))
-            restore(last, "its RNG state", lambda: self._set_rng(saved["rng"], saved["torch_rng"]))
+            self.state = resume_loop(saved, last, self.rng)
         self.collector = None
         self.warmup = config.learning_starts  # env steps collected before the first update here
         if config.mode == "online":  # before anything is written: a bad replay file stops here
@@ -141,10 +129,6 @@ class TrainingRun:
         )
         self._started = time.time() - self.state.wall_time_s
         self.stop = StopRequest()
-
-    def _set_rng(self, rng: dict, torch_rng: torch.Tensor) -> None:
-        self.rng.bit_generator.state = rng
-        torch.set_rng_state(torch_rng)
 
     def loop(self) -> None:
         """Update, log, evaluate and checkpoint until `config.steps` updates are done; Ctrl-C
@@ -180,7 +164,7 @@ class TrainingRun:
             if log_due or eval_due or self.stop.requested:
                 # Checked here (not every update, which would sync a GPU each step), so no
                 # metric row or checkpoint ever holds a diverged learner.
-                self._check_finite(metrics)
+                check_finite(metrics, state.updates, self.run_dir / "checkpoints" / "last.pt")
             if self.stop.requested:
                 raise KeyboardInterrupt
             if log_due:
@@ -193,17 +177,6 @@ class TrainingRun:
                     eval=f"{result['mean_return']:.1f}", best=f"{state.best_return:.1f}"
                 )
                 tick = (time.time(), state.updates, state.env_steps)  # perf/ excludes evaluation
-
-    def _check_finite(self, metrics: dict[str, Any]) -> None:
-        """Raise NumericalError, naming the metric, if the loss or a Q/V value is NaN or inf."""
-        for key, value in metrics.items():
-            if not math.isfinite(float(value)):
-                last = self.run_dir / "checkpoints" / "last.pt"
-                kept = f"{last} keeps the last good state" if last.is_file() else "no checkpoint"
-                raise NumericalError(
-                    f"train/{key} is {float(value)} at update {self.state.updates}: training "
-                    f"diverged and stopped ({kept}); try a lower --lr or a larger --alpha"
-                )
 
     def _log_train(self, metrics: dict[str, Any], tick: tuple[float, int, int]) -> None:
         elapsed = time.time() - tick[0]
@@ -266,15 +239,8 @@ class TrainingRun:
             replay = self.run_dir / "checkpoints" / REPLAY_FILE
             save_replay(replay, self.collector.buffer, self.state.updates)
         self.state.wall_time_s = time.time() - self._started
-        blob = {
-            "config": dataclasses.asdict(self.config),
-            "learner": self.learner.state_dict(),
-            "loop": dataclasses.asdict(self.state),
-            "rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            **self.checkpoint_info,
-        }
-        save_checkpoint(blob, self.run_dir / "checkpoints" / name)
+        progress = run_state(self.config, self.learner.state_dict(), self.state, self.rng)
+        save_checkpoint({**progress, **self.checkpoint_info}, self.run_dir / "checkpoints" / name)
 
     def close(self) -> None:
         self.bar.close()
