@@ -12,7 +12,7 @@ import gymnasium as gym
 
 from iq_atari.demos import DemoSet, check_match, load_demos
 from iq_atari.envs import AtariSettings
-from iq_atari.minari_io import MINARI_PREFIX, load_minari_demos
+from iq_atari.minari_import import MINARI_PREFIX, load_minari_demos
 
 
 def load_demo_source(
@@ -22,7 +22,7 @@ def load_demo_source(
     settings: AtariSettings | None = None,
 ) -> DemoSet:
     """`load_demos` for a file; for "minari:<DATASET_ID>", the local Minari dataset
-    (`minari_io.load_minari_demos`), with the same match checks."""
+    (`minari_import.load_minari_demos`), with the same match checks."""
     if str(source).startswith(MINARI_PREFIX):
         demos = load_minari_demos(str(source).removeprefix(MINARI_PREFIX))
         check_match(demos, env, game, settings)

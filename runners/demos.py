@@ -14,7 +14,7 @@ code when read, so they are refused unless `--trust-pickle` is given.
 
 `--export-minari ID` writes a demo file (`--demos`, default the game's file in expert_demos/) as
 the local Minari dataset ID, under $MINARI_DATASETS_PATH (default ~/.minari/datasets), instead of
-recording; Atari episodes keep single 84x84 frames (see iq_atari/minari_io.py). Train from one
+recording; Atari episodes keep single 84x84 frames (see iq_atari/minari_export.py). Train from one
 with `runners.train --demos minari:ID`.
 """
 
@@ -91,7 +91,7 @@ def run(config: Config) -> Path:
 def _export_minari(config: Config) -> Path:
     from iq_atari.demo_library import find_demos
     from iq_atari.errors import InputError
-    from iq_atari.minari_io import export_minari
+    from iq_atari.minari_export import export_minari
 
     demos = Path(config.demos) if config.demos else find_demos(config.game)
     if demos is None:

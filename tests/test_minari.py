@@ -20,7 +20,7 @@ from iq_atari.demo_sources import load_demo_source  # noqa: E402
 from iq_atari.demos import DemoError, load_demos  # noqa: E402
 from iq_atari.envs import AtariSettings, make_env  # noqa: E402
 from iq_atari.experts.classic import cartpole_policy  # noqa: E402
-from iq_atari.minari_io import META_KEY  # noqa: E402
+from iq_atari.minari_import import META_KEY  # noqa: E402
 from iq_atari.rollout import record_demos  # noqa: E402
 from iq_atari.train import train  # noqa: E402
 from runners import demos as demos_runner  # noqa: E402

@@ -1,39 +1,25 @@
-"""Minari interchange: a demo file out to a local Minari dataset, and a Minari dataset in as demos.
+"""Minari datasets in: a local dataset read as demos, and what export shares with it (the
+"minari:" prefix, the metadata key of our record, the import of minari itself).
 
-`export_minari` writes one of our demo files as a Minari dataset (`minari.load_dataset(ID)` reads
-it back with nothing from us installed). Per episode: observations (T+1), actions, raw rewards,
-terminations and truncations (kept apart: only the last step can set either), and the episode's
-reset seed; our whole metadata record (env settings, frame stack, expert provenance, versions)
-sits under the dataset metadata key "iq_atari".
+`load_minari_demos` reads a local dataset, ours (`minari_export`) or one made by anyone else's
+code (e.g. Minari's `DataCollector` around a gymnasium env), into a `DemoSet` and validates it like
+a demo file: a Discrete action space, Box observations (vectors, or uint8 frames or channel-first
+frame stacks, of which the newest frame is kept), an env iq_atari knows, whole episodes. Every
+problem raises one `DemoError` "minari:<ID>: <field>: ...". Nothing is downloaded: only local
+datasets count.
 
-Atari observations are stored as single 84x84 uint8 grayscale frames, the newest frame of each
-step, not as (4, 84, 84) stacks: 4x smaller, what our demo files keep, and the observation of
-the env `MinariDataset.recover_environment()` gives back (ALE with `AtariPreprocessing`). Stacks
-are rebuilt on load, oldest frame first and zero frames before the episode's first
-(`envs.rebuild_stacks`). Frames are stored losslessly (Minari's default JPEG for images is off).
-
-`load_minari_demos` reads a local dataset, ours or one made by anyone else's code (e.g. Minari's
-`DataCollector` around a gymnasium env), into a `DemoSet` and validates it like a demo file: a
-Discrete action space, Box observations (vectors, or uint8 frames or channel-first frame stacks,
-of which the newest frame is kept), an env iq_atari knows, whole episodes. Every problem raises
-one `DemoError` "minari:<ID>: <field>: ...". Nothing is downloaded: only local datasets count.
-
-Writing needs only `minari[hdf5]`; the `create` extra (jax) is needed by `DataCollector` alone.
+Our own datasets carry our whole metadata record under the dataset metadata key "iq_atari"; for
+another's, the record is rebuilt from the env spec and the spaces (Atari settings as far as the
+spec records them). Atari frames come back as single 84x84 frames, the newest of each step, and
+stacks are rebuilt on load, oldest frame first, zero frames before the episode's first
+(`envs.rebuild_stacks`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import os
-import shutil
-import tempfile
-import typing
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,14 +31,11 @@ from iq_atari.demos import (
     Trajectory,
     demo_arrays,
     library_versions,
-    load_demos,
     validate_arrays,
 )
-from iq_atari.envs import MAX_EPISODE_FRAMES, AtariSettings, make_env, resolve_game
+from iq_atari.envs import MAX_EPISODE_FRAMES, AtariSettings, resolve_game
 from iq_atari.errors import InputError
 
-DataFormat = Literal["hdf5", "parquet", "arrow"]
-DATA_FORMATS: tuple[str, ...] = typing.get_args(DataFormat)
 MINARI_PREFIX = "minari:"
 META_KEY = "iq_atari"  # our metadata record inside the Minari dataset metadata
 
@@ -69,7 +52,8 @@ def require_minari(what: str) -> ModuleType:
     return minari
 
 
-def _check_id(minari: ModuleType, dataset_id: str, what: str) -> None:
+def check_dataset_id(dataset_id: str, what: str) -> None:
+    """InputError, prefixed with `what`, unless `dataset_id` is a Minari dataset id."""
     from minari.dataset.minari_dataset import parse_dataset_id
 
     try:
@@ -81,171 +65,15 @@ def _check_id(minari: ModuleType, dataset_id: str, what: str) -> None:
         ) from err
 
 
-# ---- export -----------------------------------------------------------------------------------
-
-
-def export_minari(
-    dataset_id: str, demos_path: str | Path, data_format: DataFormat = "hdf5", say=print
-) -> Path:
-    """Write the demo file `demos_path` as the local Minari dataset `dataset_id`; returns its dir.
-
-    `data_format` is Minari's storage: "hdf5" (its default; uncompressed, ~7 KB per Atari frame)
-    or "parquet" / "arrow" (need pyarrow; parquet is compressed, ~100x smaller on Atari frames
-    but ~20x slower to write and read). The dataset is assembled in a hidden folder beside the
-    others and moved into place whole, so a failed or interrupted export leaves no half-written
-    dataset under its id.
-    """
-    if data_format not in DATA_FORMATS:
-        raise InputError(f"--minari-format: {data_format!r}; expected one of {DATA_FORMATS}")
-    what = f"--export-minari {dataset_id}"
-    minari = require_minari(what)
-    _check_id(minari, dataset_id, what)
-    from minari.data_collector.episode_buffer import EpisodeBuffer
-    from minari.dataset.minari_dataset import parse_dataset_id
-    from minari.storage.datasets_root_dir import get_dataset_path
-
-    demos = load_demos(demos_path)
-    meta = demos.meta
-    root, final = Path(get_dataset_path()), Path(get_dataset_path(dataset_id))
-    if final.exists():
-        raise InputError(
-            f"{what}: a local Minari dataset with this id exists ({final}); choose another id or "
-            f"version, or delete it first (minari delete {dataset_id})"
-        )
-    is_atari = resolve_game(meta["env_id"]).is_atari
-    frames_env = _frames_env(str(demos_path), meta, is_atari)
-    seeds = meta.get("episode_seeds")
-    if not isinstance(seeds, list) or len(seeds) != len(demos):
-        seeds = [None] * len(demos)
-    buffers = [
-        EpisodeBuffer(
-            seed=None if seed is None else int(seed),
-            observations=t.obs,
-            actions=t.actions,
-            rewards=t.rewards,
-            terminations=_last_step_flag(len(t), t.terminated),
-            truncations=_last_step_flag(len(t), t.truncated),
-        )
-        for t, seed in zip(demos.trajectories, seeds, strict=True)
-    ]
-    record = {
-        "meta": meta,
-        "source_file": Path(demos_path).name,
-        "observations": "single frames (T+1, H, W) uint8" if is_atari else "vectors (T+1, D)",
-        "frame_stack": demos.frame_stack,
-        "stack_padding": "zero",
-    }
-    expert = meta["expert"] if isinstance(meta["expert"], dict) else {"name": str(meta["expert"])}
-    description = (
-        f"{len(demos)} episodes of {meta['env_id']} by the expert {expert.get('name', '?')} "
-        f"(mean raw return {float(demos.returns.mean()):.2f}), exported by iq_atari from "
-        f"{Path(demos_path).name}."
-    )
-    if is_atari:
-        description += (
-            f" Observations are single 84x84 grayscale frames (uint8, lossless); the agent sees "
-            f"stacks of the last {demos.frame_stack} frames, oldest first, zero frames before an "
-            f"episode's first. Env settings: metadata '{META_KEY}'."
-        )
-    tmp_root = Path(tempfile.mkdtemp(prefix=".iq_atari-export-", dir=root))
-    try:
-        with _datasets_root(tmp_root), warnings.catch_warnings():
-            # Minari warns about every optional field left empty (author, email, permalink).
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = minari.create_dataset_from_buffers(
-                dataset_id=dataset_id,
-                buffer=buffers,
-                env=frames_env,
-                observation_space=frames_env.observation_space,
-                action_space=gym.spaces.Discrete(int(meta["n_actions"])),
-                algorithm_name=str(expert.get("name", "expert")),
-                description=description,
-                requirements=["gymnasium>=1.0", "ale-py>=0.11"] if is_atari else ["gymnasium>=1.0"],
-                data_format=data_format,
-                jpeg_encoding=False,
-            )
-            dataset.storage.update_metadata({META_KEY: record})
-        final.parent.mkdir(parents=True, exist_ok=True)
-        namespace = parse_dataset_id(dataset_id)[0]
-        if namespace is not None:  # Minari's namespace record, unless the namespace exists
-            made = tmp_root / namespace / "namespace_metadata.json"
-            if made.is_file() and not (root / namespace / "namespace_metadata.json").exists():
-                shutil.copy(made, root / namespace / "namespace_metadata.json")
-        os.rename(tmp_root / dataset_id, final)
-    except ImportError as err:  # the storage's package (h5py, pyarrow) is missing
-        raise InputError(f"{what}: --minari-format {data_format}: {err}") from err
-    finally:
-        frames_env.close()
-        shutil.rmtree(tmp_root, ignore_errors=True)
-    say(f"exported {len(demos)} episodes ({int(demos.lengths.sum())} steps) -> Minari {dataset_id}")
-    return final
-
-
-@contextlib.contextmanager
-def _datasets_root(root: Path) -> Iterator[None]:
-    """Point Minari (which reads MINARI_DATASETS_PATH on every call) at `root` for a while."""
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
-
-
-def _last_step_flag(length: int, value: bool) -> np.ndarray:
-    flags = np.zeros(length, dtype=bool)
-    flags[-1] = value
-    return flags
-
-
-def _frames_env(name: str, meta: dict[str, Any], is_atari: bool) -> gym.Env:
-    """The env whose observations the dataset stores, for its spec and observation space: for
-    Atari our env below the frame stack (single frames); for classic games the plain gym env."""
-    if not is_atari:
-        return gym.make(meta["env_id"])
-    try:
-        settings = AtariSettings(**meta["env_kwargs"])
-    except TypeError as err:
-        raise DemoError(f"{name}: meta.env_kwargs: not settings of our Atari env ({err})") from err
-    env = make_env(meta["env_id"], settings=settings)
-    while not isinstance(env, gym.wrappers.FrameStackObservation):
-        env = env.env
-    frames_env = env.env
-    spec = frames_env.spec
-    if spec is not None:
-        # Our life-loss / fire-reset wrappers take no arguments and cannot be re-made from a
-        # spec; keep the recoverable ones (their settings are in the "iq_atari" record).
-        wrappers = tuple(w for w in spec.additional_wrappers if w.kwargs is not None)
-        frames_env = _WithSpec(frames_env, dataclasses.replace(spec, additional_wrappers=wrappers))
-    return frames_env
-
-
-class _WithSpec(gym.Wrapper):
-    """Reports a given spec (Minari records `env.spec`)."""
-
-    def __init__(self, env: gym.Env, spec: gym.envs.registration.EnvSpec):
-        super().__init__(env)
-        self._fixed_spec = spec
-
-    @property
-    def spec(self) -> gym.envs.registration.EnvSpec:
-        return self._fixed_spec
-
-
-# ---- import -----------------------------------------------------------------------------------
-
-
 def load_minari_demos(dataset_id: str) -> DemoSet:
     """Read the local Minari dataset `dataset_id` as a validated DemoSet (path "minari:<ID>").
 
-    The env match (game, action count, observation shape, settings) is checked by `load_demos`.
+    The env match (game, action count, observation shape, settings) is checked by
+    `demo_sources.load_demo_source`, as for a demo file.
     """
     name = MINARI_PREFIX + dataset_id
     minari = require_minari(name)
-    _check_id(minari, dataset_id, name)
+    check_dataset_id(dataset_id, name)
     from minari.storage.datasets_root_dir import get_dataset_path
 
     try:
