@@ -180,8 +180,8 @@ class TrainConfig:
     )
     reward_check_max_steps: int = _opt(
         1_000,
-        "IQ: the reward check cuts each episode at this many agent steps (a whole Pong game of "
-        "its expert is ~10k)",
+        "IQ: the reward check cuts each episode at this many agent steps (whole Atari games run "
+        "far longer)",
         positive=True,
     )
     video_every: int = _opt(

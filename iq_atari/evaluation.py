@@ -156,7 +156,8 @@ def action_agreement(
     """How a policy's actions on the demos' own observations agree with the expert's: overall
     accuracy, the accuracy of always answering the expert's most frequent action, and per action
     its share of the expert's steps and the policy's recall of it. With rare but decisive
-    actions (Pong's planner moves on 7% of steps), accuracy alone hides what is not learned."""
+    actions (an expert that mostly waits, as Pong's planner does), accuracy alone hides what is
+    not learned."""
     expert, chosen = [], []
     for trajectory in trajectories:
         obs = np.asarray(trajectory.obs)
@@ -391,7 +392,7 @@ def reward_check(
     from iq_atari.experts import available_experts, get_expert
 
     # The named expert, else the game's experts in their default order, skipping the slow ones
-    # (the Pong planner plays a whole game in ~84 s) and any that cannot load here.
+    # (look-ahead planners emulate the future at every step) and any that cannot load here.
     names = [n for n in available_experts(game) if n not in (*SLOW_EXPERTS, "random")]
     expert, why = None, f"{resolve_game(game).name} has no fast expert to play"
     for name in [expert_name, *names] if expert_name is not None else names:

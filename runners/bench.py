@@ -18,7 +18,7 @@ Timed figures alternate the measured loop and its baseline in short chunks and r
 of the per-repeat ratios, so a shared, busy CPU moves both sides alike.
 
 Examples:
-  python -m runners.bench                 # a few minutes on 2 cores, writes bench.json
+  python -m runners.bench                 # writes bench.json
   python -m runners.bench --quick --out /tmp/bench.json
 """
 
@@ -239,7 +239,7 @@ def env_figures(
         out[f"env_ratio_bound_{name}"] = emulation / (emulation + 1e-3 * acting)
     out["env_ratio_bound"] = out["env_ratio_bound_fp32"]
 
-    # Before: the collector's old loop, policy then emulation, one after the other.
+    # The same work without the overlap: act, then step, one after the other (what it gains).
     plain = make_vec_env(GAME, n, seed=config.seed, settings=settings, num_threads=raw_threads)
     plain_obs, _ = plain.reset()
     plain_buffer = FrameBuffer(train_config.replay_size, plain_obs.shape[1:], n_envs=n)

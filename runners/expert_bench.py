@@ -1,12 +1,12 @@
 """Learning checks of the Atari experts, too long for `make test`: each game's default expert
 (or one trained now with `--train`) plays greedy games in our pixel env against its bar.
 
-Bars (issue 18): Pong >= +18, Breakout >= 100, SpaceInvaders >= 500 over 10 greedy games with
+Bars: Pong >= +18, Breakout >= 100, SpaceInvaders >= 500 over 10 greedy games with
 sticky actions. Prints a table, writes runs/bench/experts.json, exits with status 1 when a game
 misses its bar.
 
 Examples:
-  python -m runners.expert_bench                       # the shipped default experts, ~5 min
+  python -m runners.expert_bench                       # the shipped default experts
   python -m runners.expert_bench --games Breakout --train   # retrain with make expert's defaults
 """
 
@@ -29,7 +29,7 @@ class Config:
     expert: str | None = arg(None, "expert name or path (default: each game's default)")
     episodes: int = arg(10, "greedy games per expert", positive=True)
     seed: int = arg(1000, "seed of the first game; game i uses seed + i")
-    train: bool = arg(False, "train each RAM expert first (make expert's defaults; ~1 h a game)")
+    train: bool = arg(False, "train each RAM expert first, with make expert's defaults (slow)")
     out: str = arg("runs/bench/experts.json", "results file")
     progress: bool = arg(True, "show progress bars")
 

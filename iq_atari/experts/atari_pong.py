@@ -16,8 +16,9 @@ from iq_atari.experts.atari_scripted import LOOKAHEAD_NOTE, _Lookahead
 PONG_CONTACT_X = 139  # ball left x at which it meets the player's paddle (screen x 140-143)
 PONG_MIDDLE = 114  # paddle centre y in the middle of the field
 PONG_HORIZON = 200  # frames of NOOP emulated to find where the ball arrives
-# Hit points tried (paddle centre minus ball centre at contact): shots from nearer the centre
-# never scored in our measurements, and the paddle with the ball spans -10..10.
+# Hit points the planner chooses among (paddle centre minus ball centre at contact): off-centre
+# only, since centre hits make endless rallies (shared/EXPERTS.md); the paddle with the ball
+# spans -10..10.
 PONG_AIMS = (*range(-12, -4), *range(5, 13))
 
 

@@ -1,7 +1,7 @@
 """Hand-written experts for classic control: no weights, deterministic, read the observation only.
 
-Scores (measured, see expert_demos/README.md): CartPole-v1 500, Acrobot-v1 ~ -79, MountainCar-v0
-~ -102, LunarLander-v3 (gymnasium's own `heuristic`) > 200.
+LunarLander-v3 uses gymnasium's own `heuristic`. Their scores are in docs/RESULTS.md (Experts,
+"Scripted experts and the classic-control controllers") and expert_demos/README.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Object features read from the emulator RAM, and the env an RL expert trains on with them.
 
-An RL expert on a CPU: PPO on a small vector of object positions (ball, paddles, aliens) is
-~7x faster per agent step than PPO on pixels and needs far fewer steps. The features are read
-from RAM after every agent step, in exactly the dynamics our demos use (ALE v5, frameskip 1 at
-the emulator, sticky actions, up to `noop_max` noops at reset, `frame_skip` frames per agent
-step, the frame cap), so an expert trained here plays the same game in our pixel env, reading
-`env.unwrapped.ale` there (`RamPolicyExpert` in `ram_expert.py`).
+An RL expert on a CPU: PPO on a small vector of object positions (ball, paddles, aliens) takes
+far less compute per agent step than PPO on pixels and needs far fewer steps (docs/RESULTS.md,
+Experts). The features are read from RAM after every agent step, in exactly the dynamics our
+demos use (ALE v5, frameskip 1 at the emulator, sticky actions, up to `noop_max` noops at reset,
+`frame_skip` frames per agent step, the frame cap), so an expert trained here plays the same game
+in our pixel env, reading `env.unwrapped.ale` there (`RamPolicyExpert` in `ram_expert.py`).
 
 RAM maps follow shared/EXPERTS.md and OCAtari's `ocatari/ram/<game>.py` (facts, not a
 dependency). A game without a map falls back to the raw 128 bytes of this and the last step,

@@ -31,7 +31,8 @@ from iq_atari.utils import atomic_path
 @dataclass(frozen=True)
 class RamPPOConfig:
     """PPO settings for RAM-feature experts: RL-Zoo's Atari PPO with an MLP, a doubled learning
-    rate and 128-128 layers (the better of two Pong runs, docs/RESULTS.md "Experts")."""
+    rate and 128-128 layers, the settings the shipped Pong agent trained with (docs/RESULTS.md,
+    Experts)."""
 
     n_envs: int = 8
     n_steps: int = 128
