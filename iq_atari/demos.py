@@ -19,7 +19,6 @@ naming the file and the field.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import zipfile
 from dataclasses import dataclass
@@ -184,10 +183,8 @@ def save_demos(path: str | Path, trajectories: list[Trajectory], meta: dict[str,
     arrays = demo_arrays(trajectories, meta)
     # Check what we write with the same validation as what we read.
     validate_arrays(str(path), arrays, meta)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        readable_by_all(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 
@@ -203,14 +200,6 @@ def demo_arrays(trajectories: list[Trajectory], meta: dict[str, Any]) -> dict[st
         "episode_lengths": np.array([len(t) for t in trajectories], dtype=np.int64),
         "meta": np.array(json.dumps(meta, sort_keys=True)),
     }
-
-
-def readable_by_all(path: Path) -> None:
-    """Give a file the usual permissions (0666 minus the umask): atomic_path's temp files are
-    private (0600), and demo files and checkpoints are shared data."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def load_demos(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import gymnasium as gym
@@ -88,6 +89,9 @@ def test_round_trip_vector(vector_file: Path) -> None:
     assert demos.meta["format_version"] == FORMAT_VERSION
     assert demos.meta["returns"] == [5.0, 3.0]
     assert demos.stacked_obs(0).shape == (6, 4)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert vector_file.stat().st_mode & 0o777 == 0o666 & ~umask  # shared data, not private
 
 
 def test_npz_keys_and_dtypes(frame_file: Path) -> None:

@@ -157,11 +157,8 @@ def _callbacks(total: int, checkpoint: Path, every: int, progress: bool):
 
 def save_model(model: Any, path: Path) -> None:
     """Save an SB3 model atomically at `path` (.zip), readable by all."""
-    from iq_atari.demos import readable_by_all
-
     with atomic_path(path, suffix=".zip") as tmp:  # SB3 appends .zip to other names
         model.save(tmp)
-        readable_by_all(tmp)
 
 
 def train_ram_expert(

@@ -200,7 +200,6 @@ def train_expert(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, save `out` (.zip) and `out`.json (its measured score in our env); return the score."""
-    from iq_atari.demos import readable_by_all
     from iq_atari.experts.zoo import algo_class, load_zoo_expert
     from iq_atari.rollout import expert_episodes
 
@@ -217,7 +216,6 @@ def train_expert(
     out = Path(out)
     with atomic_path(out, suffix=".zip") as tmp:  # SB3 appends .zip to other names
         model.save(tmp)
-        readable_by_all(tmp)
     env.close()
     expert = load_zoo_expert(out, game, algo)
     episodes = expert_episodes(game, expert, eval_episodes, seed=1000 + seed, progress=progress)
