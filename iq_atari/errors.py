@@ -13,6 +13,10 @@ class InputError(ValueError):
     """A user-supplied file, flag or name is wrong; the message names it and what was expected."""
 
 
+class DemoError(InputError):
+    """A demo file (or trajectory) is malformed or does not fit the env: "<file>: <field>: ..."."""
+
+
 class NumericalError(ArithmeticError):
     """Training produced a non-finite loss or Q value; runners print one `error:` line, exit 1."""
 

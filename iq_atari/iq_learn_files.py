@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from iq_atari.demo_library import DEMO_DIR, demo_filename
-from iq_atari.demos import DemoError, Trajectory, save_demos
+from iq_atari.demos import Trajectory, save_demos
 from iq_atari.envs import resolve_game
+from iq_atari.errors import DemoError
 
 _IQ_LEARN_KEYS = ("states", "next_states", "actions", "rewards", "dones", "lengths")
 

@@ -31,9 +31,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from iq_atari.demos import DemoError, load_demos
+from iq_atari.demos import load_demos
 from iq_atari.envs import AtariSettings, make_env, resolve_game
-from iq_atari.errors import InputError
+from iq_atari.errors import DemoError, InputError
 from iq_atari.minari_import import META_KEY, check_dataset_id, require_minari
 
 DataFormat = Literal["hdf5", "parquet", "arrow"]

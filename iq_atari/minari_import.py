@@ -24,17 +24,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from iq_atari.demos import (
-    FORMAT_VERSION,
-    DemoError,
-    DemoSet,
-    Trajectory,
-    demo_arrays,
-    library_versions,
-    validate_arrays,
-)
+from iq_atari.demo_checks import FORMAT_VERSION, validate_arrays
+from iq_atari.demos import DemoSet, Trajectory, demo_arrays, library_versions
 from iq_atari.envs import MAX_EPISODE_FRAMES, AtariSettings, resolve_game
-from iq_atari.errors import InputError
+from iq_atari.errors import DemoError, InputError
 
 MINARI_PREFIX = "minari:"
 META_KEY = "iq_atari"  # our metadata record inside the Minari dataset metadata

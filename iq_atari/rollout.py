@@ -13,9 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 from iq_atari.demo_library import DEMO_DIR, demo_filename
-from iq_atari.demos import DemoError, Trajectory, save_demos
+from iq_atari.demos import Trajectory, save_demos
 from iq_atari.envs import AtariSettings, action_meanings, env_settings, make_env, resolve_game
 from iq_atari.episodes import Episode, run_episode
+from iq_atari.errors import DemoError
 from iq_atari.experts import Expert, get_expert
 
 

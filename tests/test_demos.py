@@ -10,17 +10,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from iq_atari.demo_checks import FORMAT_VERSION
 from iq_atari.demo_library import find_demos
-from iq_atari.demos import (
-    FORMAT_VERSION,
-    DemoError,
-    Trajectory,
-    load_demos,
-    save_demos,
-)
+from iq_atari.demos import Trajectory, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_env
 from iq_atari.episodes import run_episode
-from iq_atari.errors import InputError
+from iq_atari.errors import DemoError, InputError
 from iq_atari.experts import get_expert
 from iq_atari.rollout import collect_episodes
 

@@ -17,8 +17,9 @@ from minari.data_collector.episode_buffer import EpisodeBuffer  # noqa: E402
 
 from iq_atari.config import TrainConfig  # noqa: E402
 from iq_atari.demo_sources import load_demo_source  # noqa: E402
-from iq_atari.demos import DemoError, load_demos  # noqa: E402
+from iq_atari.demos import load_demos  # noqa: E402
 from iq_atari.envs import AtariSettings, make_env  # noqa: E402
+from iq_atari.errors import DemoError  # noqa: E402
 from iq_atari.experts.classic import cartpole_policy  # noqa: E402
 from iq_atari.minari_import import META_KEY  # noqa: E402
 from iq_atari.rollout import record_demos  # noqa: E402

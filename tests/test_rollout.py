@@ -10,8 +10,9 @@ import pytest
 
 import iq_atari.rollout as rollout
 from iq_atari.demo_library import find_demos
-from iq_atari.demos import DemoError, load_demos
+from iq_atari.demos import load_demos
 from iq_atari.envs import make_env
+from iq_atari.errors import DemoError
 from iq_atari.experts import get_expert
 from iq_atari.rollout import collect_episodes, record_demos
 from runners.demos import main as demos_main
