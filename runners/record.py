@@ -171,7 +171,9 @@ def load_agent(config: Config, game: str, shipped: Path | None = None) -> Loaded
     return LoadedAgent(
         policy,
         f"agent: {train_config.algo} {mode}",
-        f"{train_config.algo}-{path.stem}",
+        path.stem
+        if path.stem.startswith(f"{train_config.algo}-")
+        else f"{train_config.algo}-{path.stem}",
         run_dir,
         _checkpoint_settings(path, trained_on.is_atari),
     )
