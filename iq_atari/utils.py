@@ -145,3 +145,25 @@ def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[None]:
         finally:
             lock.truncate(0)  # the pid is only meant to be read while the lock is held
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def cpu_facts() -> dict[str, object]:
+    """This machine's CPU as results files record it: model name (from /proc/cpuinfo), core
+    count, and whether it has the instructions that make bf16 autocast fast."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "avx2": "avx2" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+    }

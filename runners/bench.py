@@ -46,7 +46,7 @@ from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.errors import InputError
 from iq_atari.iq_learner import IQLearner
 from iq_atari.learners import load_learner, make_learner
-from iq_atari.utils import atomic_write_text
+from iq_atari.utils import atomic_write_text, cpu_facts
 from runners import efficiency
 from runners.common import arg, run_cli
 
@@ -338,20 +338,11 @@ def update_figures(
 
 
 def machine() -> dict:
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    cpu = cpu_facts()
     return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "avx512_bf16": "avx512_bf16" in flags,
+        "cpu_model": cpu["cpu_model"],
+        "cpu_count": cpu["cpu_count"],
+        "avx512_bf16": cpu["avx512_bf16"],
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "load_avg_start": os.getloadavg()[0],

@@ -27,7 +27,7 @@ from typing import Literal
 from runners.common import arg, run_cli
 
 # Agent steps of a RAM expert when --steps is not given (measured in docs/RESULTS.md, Experts).
-RAM_STEPS = {"ALE/Pong-v5": 6_000_000}
+RAM_STEPS = {"ALE/Pong-v5": 6_000_000, "ALE/Breakout-v5": 1_500_000}
 RAM_STEPS_OTHER = 6_000_000
 
 
@@ -86,8 +86,6 @@ def run(config: Config) -> dict:
 
 
 def _train_ram(config: Config, env_id: str, out: Path) -> dict:
-    import platform
-
     import numpy as np
 
     from iq_atari.experts.ram import feature_kind
@@ -96,7 +94,7 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
         evaluate_ram_policy,
         train_ram_expert,
     )
-    from iq_atari.utils import atomic_write_text
+    from iq_atari.utils import atomic_write_text, cpu_facts
 
     steps = config.steps or RAM_STEPS.get(env_id, RAM_STEPS_OTHER)
     ppo = RamPPOConfig()
@@ -128,7 +126,7 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
         "std_return": float(np.std(returns)),
         "returns": returns,
         "hyperparams": {k: getattr(ppo, k) for k in ppo.__dataclass_fields__},
-        "machine": platform.processor() or platform.machine(),
+        "machine": "{cpu_model}, {cpu_count} cores".format(**cpu_facts()),
         "command": "python -m runners.expert " + shlex.join(sys.argv[1:]),
     }
     atomic_write_text(out.with_suffix(".json"), json.dumps(score, indent=2) + "\n")
