@@ -27,7 +27,7 @@ from typing import Literal
 from runners.common import arg, run_cli
 
 # Agent steps of a RAM expert when --steps is not given (measured in docs/RESULTS.md, Experts).
-RAM_STEPS = {"ALE/Pong-v5": 6_000_000, "ALE/Breakout-v5": 1_500_000}
+RAM_STEPS = {"ALE/Pong-v5": 12_000_000, "ALE/Breakout-v5": 1_500_000}
 RAM_STEPS_OTHER = 6_000_000
 
 
@@ -40,7 +40,8 @@ class Config:
     )
     steps: int | None = arg(
         None,
-        "agent steps (default: 6M for RAM experts, RL-Zoo's n_timesteps otherwise)",
+        "agent steps (default: RAM experts 12M for Pong, 1.5M for Breakout, 6M otherwise; RL-Zoo's "
+        "n_timesteps for the others)",
         positive=True,
     )
     seed: int = arg(0, "training seed; evaluation uses seeds 1000+seed ...")

@@ -47,6 +47,9 @@ def test_pong_features_on_known_positions():
     assert second[8] == 1.0  # moving toward the player
     assert second[9] * 210 == pytest.approx(164 + 2)
     assert second[10] * 50 == pytest.approx(166 - 158)
+    assert second[13] == pytest.approx(10 / 20)  # agent steps to contact, scaled
+    assert second[14] == pytest.approx((166 - 158) / 16)  # offset at paddle scale
+    assert second[15] == pytest.approx((166 - 98) / 50)  # arrival vs the opponent's centre
     # A bounce: from y 200 moving +4 per step for 10 steps reaches 240 -> folded to 174.
     features.reset()
     features(_pong_ram(100, 196, 150, 90))
@@ -54,6 +57,7 @@ def test_pong_features_on_known_positions():
     assert bounced[9] * 210 == pytest.approx(2 * 207 - 240 + 2)
     no_ball = features(_pong_ram(0, 0, 150, 90))
     assert no_ball[0] == 0.0 and no_ball[3] == 0.0
+    assert no_ball[13] == 1.0 and no_ball[14] == 0.0  # nothing coming
 
 
 def test_breakout_and_space_invaders_features_on_known_positions():

@@ -59,15 +59,19 @@ def _reflect(y: float, low: float, high: float) -> float:
 
 
 class PongFeatures(RamFeatures):
-    """Ball position and velocity, both paddles, and where the ball will reach the player.
+    """Ball position and velocity, both paddles, where and when the ball will reach the player.
 
     RAM (EXPERTS.md): ball x = ram[49], y = ram[54] (no ball when ram[49] is 0 or 205), player
     paddle ram[51] (top y = ram[51] - 14, 16 px), opponent ram[50]. The ball meets the player
-    paddle at ram[49] >= 188. All values are in RAM units scaled to roughly [-1, 1].
+    paddle at ram[49] >= 188. All values are in RAM units scaled to roughly [-1, 1]. Besides the
+    predicted arrival point, the agent gets the agent steps until the ball arrives and the arrival
+    point's offset from the paddle centre at paddle scale (clipped): which part of the paddle
+    will meet the ball decides the return's angle, and the time left decides whether to move.
     """
 
     actions = (0, 2, 3)  # NOOP, up, down
-    size = 13
+    size = 16
+    AWAY_STEPS = 20.0  # time-to-contact feature when the ball is not coming (and its scale)
     CONTACT_X = 188.0
     BALL_Y = (44.0, 207.0)  # range of ram[54] while the ball is in play
 
@@ -94,6 +98,8 @@ class PongFeatures(RamFeatures):
         player_dy = float(ram[51]) - float(prev[51])
         arrival = self.arrival_y(bx, by, dx, dy) + 2.0 if present else player
         ball_c = by + 2.0 if present else player
+        coming = present and dx > 0
+        steps = max(self.CONTACT_X - bx, 0.0) / dx if coming else self.AWAY_STEPS
         return [
             float(present),
             bx / 205.0 if present else 0.0,
@@ -108,6 +114,9 @@ class PongFeatures(RamFeatures):
             (arrival - player) / 50.0,
             (ball_c - player) / 50.0,
             (ball_c - opponent) / 50.0,
+            min(steps, self.AWAY_STEPS) / self.AWAY_STEPS,
+            float(np.clip((arrival - player) / 16.0, -2.0, 2.0)),
+            float(np.clip((arrival - opponent) / 50.0, -2.0, 2.0)),
         ]
 
 
