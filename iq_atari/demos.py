@@ -197,18 +197,8 @@ def load_demos(
     ("minari:<DATASET_ID>") is read by `demo_sources.load_demo_source`, which takes either.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DemoError(f"{path}: file: no such demo file")
     name = str(path)
-    if not zipfile.is_zipfile(path):
-        raise DemoError(f"{name}: file: cannot read as .npz (not a zip archive)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as err:  # object arrays need pickle, which we refuse
-        raise DemoError(f"{name}: file: not a plain numeric .npz ({err})") from err
-    except Exception as err:
-        raise DemoError(f"{name}: file: cannot read as .npz ({type(err).__name__}: {err})") from err
+    arrays = _read_arrays(path)
     meta = parse_meta(name, arrays)
     validate_arrays(name, arrays, meta)
     obs_key = "frames" if "frames" in arrays else "obs"
@@ -228,6 +218,28 @@ def load_demos(
     demos = DemoSet(trajectories, meta, path)
     check_match(demos, env, game, settings)
     return demos
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The meta record of the demo file at `path` (expert, env settings, returns), read without
+    loading its frames; DemoError naming the file when it is not a demo file."""
+    return parse_meta(str(path), _read_arrays(Path(path), keys=("meta",)))
+
+
+def _read_arrays(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the .npz at `path` (only `keys` of them, where present, when given)."""
+    if not path.is_file():
+        raise DemoError(f"{path}: file: no such demo file")
+    name = str(path)
+    if not zipfile.is_zipfile(path):
+        raise DemoError(f"{name}: file: cannot read as .npz (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in (keys or npz.files) if k in npz.files}
+    except ValueError as err:  # object arrays need pickle, which we refuse
+        raise DemoError(f"{name}: file: not a plain numeric .npz ({err})") from err
+    except Exception as err:
+        raise DemoError(f"{name}: file: cannot read as .npz ({type(err).__name__}: {err})") from err
 
 
 def check_match(

@@ -49,16 +49,20 @@ def policy_weights(learner: Learner, half: bool) -> dict[str, torch.Tensor]:
     }
 
 
-def export_agent(checkpoint: str | Path, out: str | Path, half: bool) -> dict[str, Any]:
-    """Write the agent of `checkpoint` to `out` (atomically) as a shipped agent; returns what
-    was written. The config keeps the training settings; paths inside the repo become relative."""
-    state = read_checkpoint(checkpoint)
-    learner, _ = load_learner(checkpoint)
-    config = dict(state["config"], demos=repo_relative(state["config"].get("demos")))
+def slim_agent(state: dict[str, Any], learner: Learner, half: bool) -> dict[str, Any]:
+    """A shipped agent of the checkpoint `state` whose learner is `learner`: the fields loading
+    needs, the policy's weights, the loop's counters; paths inside the repo become relative."""
     slim = {key: state[key] for key in KEPT if key in state}
-    slim["config"] = config
+    slim["config"] = dict(state["config"], demos=repo_relative(state["config"].get("demos")))
     slim["demos"] = repo_relative(state.get("demos"))
     slim["learner"] = {POLICY_ONLY: policy_weights(learner, half)}
     slim["loop"] = {k: state["loop"][k] for k in ("updates", "wall_time_s") if k in state["loop"]}
+    return slim
+
+
+def export_agent(checkpoint: str | Path, out: str | Path, half: bool) -> dict[str, Any]:
+    """Write the agent of `checkpoint` to `out` (atomically) as a shipped agent; returns what
+    was written."""
+    slim = slim_agent(read_checkpoint(checkpoint), load_learner(checkpoint)[0], half)
     save_checkpoint(slim, out)
     return slim

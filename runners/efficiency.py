@@ -94,10 +94,11 @@ def expert_score(run_dir: Path) -> float | None:
     eval_json = run_dir / "eval.json"
     if eval_json.is_file():
         return json.loads(eval_json.read_text()).get("expert_mean_return")
+    from iq_atari.demos import read_meta
+
     demos = json.loads((run_dir / "config.json").read_text()).get("demos")
     if demos and Path(demos).is_file():
-        with np.load(demos) as data:
-            returns = json.loads(str(data["meta"])).get("returns")
+        returns = read_meta(demos).get("returns")
         return float(np.mean(returns)) if returns else None
     return None
 

@@ -18,7 +18,6 @@ videos/<Game>/; `--out` overrides. One frame per agent step at the game's real s
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,11 +214,8 @@ def _newest_checkpoint(game: str) -> Path:
 
 def _checkpoint_settings(path: Path, is_atari: bool) -> AtariSettings | None:
     """The Atari settings the agent was trained with (those of its demos), else the defaults."""
-    import zipfile
-
-    import numpy as np
-
     from iq_atari.checkpoint import read_checkpoint
+    from iq_atari.demos import read_meta
     from iq_atari.envs import AtariSettings
     from iq_atari.errors import InputError
 
@@ -230,11 +226,7 @@ def _checkpoint_settings(path: Path, is_atari: bool) -> AtariSettings | None:
     kwargs, source = state.get("env_kwargs"), path
     if kwargs is None and state.get("demos") and Path(state["demos"]).is_file():
         source = Path(state["demos"])
-        try:
-            with np.load(source, allow_pickle=False) as npz:  # reads only the meta member
-                kwargs = json.loads(str(npz["meta"])).get("env_kwargs")
-        except (OSError, ValueError, KeyError, AttributeError, zipfile.BadZipFile) as err:
-            raise InputError(f"{source}: cannot read its meta.env_kwargs ({err})") from err
+        kwargs = read_meta(source).get("env_kwargs")
     try:
         return AtariSettings(**kwargs) if kwargs else AtariSettings()
     except TypeError as err:

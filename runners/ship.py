@@ -39,13 +39,13 @@ class Config:
 def run(config: Config) -> Path:
     import numpy as np
 
-    from iq_atari.checkpoint import read_checkpoint
+    from iq_atari.checkpoint import read_checkpoint, save_checkpoint
     from iq_atari.envs import AtariSettings, resolve_game
     from iq_atari.errors import InputError
     from iq_atari.evaluation import evaluate
     from iq_atari.learners import load_learner
     from iq_atari.scores import RANDOM_SCORES, normalised
-    from iq_atari.shipped import agent_file, export_agent, repo_relative
+    from iq_atari.shipped import agent_file, repo_relative, slim_agent
     from iq_atari.utils import atomic_write_text
 
     if (config.run is None) == (config.checkpoint is None):
@@ -82,13 +82,13 @@ def run(config: Config) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fp16 = None
     if config.half != "no":
-        export_agent(source, out, half=True)
-        fp16 = score(load_learner(out)[0], "fp16")
+        save_checkpoint(slim_agent(state, learner, half=True), out)
+        fp16 = score(load_learner(out)[0], "fp16")  # the shipped file itself plays
     sem = float(np.std(fp32) / np.sqrt(len(fp32)))
     holds = fp16 is not None and float(np.mean(fp16)) >= float(np.mean(fp32)) - sem
     half = config.half == "yes" or (config.half == "auto" and holds)
     if not half:
-        export_agent(source, out, half=False)
+        save_checkpoint(slim_agent(state, learner, half=False), out)
     returns = fp16 if half else fp32
     assert returns is not None
     info = _info(state, train_config, config, spec.name, source, out, half, returns, fp32, fp16)
@@ -118,18 +118,16 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
     meta = _demo_meta(state.get("demos"))
     if meta:
         expert = meta.get("expert", {})
+        score = expert.get("score")
+        recorded = score.get("mean_return") if isinstance(score, dict) else None
+        demo_mean = float(np.mean(meta["returns"])) if meta.get("returns") else None
         demos.update(
-            episodes=len(meta.get("returns", []))
-            if train_config.num_demos is None
-            else train_config.num_demos,
+            episodes=train_config.num_demos or len(meta.get("returns", [])),
             expert=expert.get("name"),
-            expert_score=expert.get("score", {}).get("mean_return", None)
-            if isinstance(expert.get("score"), dict)
-            else None,
-            demo_returns_mean=float(np.mean(meta["returns"])) if meta.get("returns") else None,
+            # the expert's own greedy score where its file recorded one, else its demos' mean
+            expert_score=demo_mean if recorded is None else recorded,
+            demo_returns_mean=demo_mean,
         )
-        if demos["expert_score"] is None:
-            demos["expert_score"] = demos["demo_returns_mean"]
     loop = state["loop"]
     last_seed = config.seed + config.episodes - 1
     return {
@@ -160,15 +158,11 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
 
 def _demo_meta(path: str | None) -> dict | None:
     """The meta record of the demo file the agent was trained on, if it is still there."""
-    import numpy as np
+    from iq_atari.demos import read_meta
 
     if not path or not Path(path).is_file():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["meta"]))
-    except (OSError, ValueError, KeyError):
-        return None
+    return read_meta(path)
 
 
 def main(argv: list[str] | None = None) -> int:
