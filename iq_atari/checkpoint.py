@@ -76,8 +76,11 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at `path`, checked to be a whole iq_atari checkpoint of this format."""
+def read_checkpoint(
+    path: str | Path, fields: dict[str, tuple[type | tuple[type, ...], str]] = FIELDS
+) -> dict[str, Any]:
+    """The checkpoint at `path`, checked to be a whole iq_atari checkpoint of this format with
+    `fields` (a training run's by default) of their types."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
@@ -98,11 +101,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: checkpoint format {version} is newer than this iq_atari reads "
             f"({CHECKPOINT_FORMAT}); update iq_atari to use it"
         )
-    for key, (kind, what) in FIELDS.items():
+    for key, (kind, what) in fields.items():
         if not isinstance(state.get(key), kind):
             found = "missing" if key not in state else f"a {type(state[key]).__name__}"
             raise InputError(f"{path}: {key} ({what}): {found}, expected a {kind.__name__}")
-    if not all(isinstance(n, int) and n > 0 for n in state["obs_shape"]):
+    if "obs_shape" in fields and not all(isinstance(n, int) and n > 0 for n in state["obs_shape"]):
         raise InputError(f"{path}: obs_shape: {state['obs_shape']} is not a shape")
     return state
 

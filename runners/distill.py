@@ -4,9 +4,12 @@ The teacher is any expert of the game that reads the emulator (default: the game
 expert, e.g. the shipped RAM agent). The best student is saved as
 expert_demos/experts/distilled-<env id>.pt with a .json of its rounds and scores; it is then
 available as EXPERT=distilled (and as EXPERT=<path>), acting only on our 84x84 frame stacks.
+Everything is checkpointed after each round in --checkpoint-dir; --resume continues there (after
+an interruption, or with more --rounds / a higher --target).
 
 Examples:
   python -m runners.distill --game Pong
+  python -m runners.distill --game Pong --rounds 16 --resume   # 8 more rounds of the run above
   python -m runners.distill --game Breakout --expert tracker --rounds 4 --episodes 2
 """
 
@@ -44,6 +47,10 @@ class Config:
         D.seed, "seed of the student, its sampling and the games (round k: seed+1000k+i)"
     )
     out: str | None = arg(None, "output .pt (default expert_demos/experts/distilled-<env id>.pt)")
+    checkpoint_dir: str | None = arg(
+        None, "where the whole state is kept after each round (default runs/distill/<Game>-s<seed>)"
+    )
+    resume: bool = arg(False, "continue the distillation saved in --checkpoint-dir")
     threads: int = arg(1, "torch CPU threads", positive=True)
     progress: bool = arg(True, "show progress bars")
 
@@ -66,6 +73,7 @@ def run(config: Config) -> dict:
         name = teachers[0] if teachers else None
     teacher = get_expert(spec.env_id, name)
     out = Path(config.out) if config.out else DEMO_DIR / "experts" / distilled_name(spec.env_id)
+    checkpoints = Path(config.checkpoint_dir or f"runs/distill/{spec.name}-s{config.seed}")
     result = distill(
         spec.env_id,
         teacher,
@@ -73,6 +81,8 @@ def run(config: Config) -> dict:
         DistillConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(D)}),
         progress=config.progress,
         command="python -m runners.distill " + shlex.join(sys.argv[1:]),
+        checkpoint_dir=checkpoints,
+        resume=config.resume,
     )
     verdict = "target reached" if result.reached else "target not reached"
     print(

@@ -14,7 +14,7 @@ from iq_atari.demos import load_demos
 from iq_atari.envs import make_env
 from iq_atari.errors import InputError
 from iq_atari.experts import get_expert
-from iq_atari.experts.distill import PixelPolicyExpert, _play
+from iq_atari.experts.distill import DistillConfig, PixelPolicyExpert, _play, distill
 
 
 class ConstantExpert:
@@ -66,7 +66,7 @@ def student(tmp_path_factory) -> Path:
     done = _run(
         "runners.distill", "--game", "Pong", "--expert", "tracker", "--rounds", "2",
         "--episodes", "1", "--updates", "20", "--max-steps", "60", "--out", str(out),
-        "--no-progress",
+        "--capacity", "1000", "--checkpoint-dir", str(out.parent / "checkpoints"), "--no-progress",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "round 2: student" in done.stdout
@@ -121,3 +121,52 @@ def test_bad_student_files_are_one_clear_error(student, tmp_path):
         get_expert("Breakout", str(student))
     with pytest.raises(InputError, match="no such file"):
         get_expert("Pong", str(tmp_path / "missing.pt"))
+
+
+def _distill(tmp: Path, name: str, rounds: int, resume: bool = False, stop_at=None, **changes):
+    """A tiny distillation from the tracker; `stop_at`: interrupt it when it says that."""
+    config = DistillConfig(
+        rounds=rounds, episodes=1, updates=8, max_steps=25, capacity=300, **changes
+    )
+
+    def say(line: str) -> None:
+        if stop_at is not None and line.startswith(stop_at):
+            raise KeyboardInterrupt
+
+    return distill(
+        "Pong", get_expert("Pong", "tracker"), tmp / name / "student.pt", config,
+        progress=False, say=say, checkpoint_dir=tmp / name / "ckpt", resume=resume,
+    )  # fmt: skip
+
+
+def _weights(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["learner"]["net"]
+
+
+def test_a_resumed_distillation_learns_exactly_what_an_uninterrupted_one_does(tmp_path):
+    straight = _distill(tmp_path, "straight", rounds=2)
+    _distill(tmp_path, "split", rounds=1)  # ends after playing round 1, its labels not yet learnt
+    with pytest.raises(KeyboardInterrupt):  # learns them, then is interrupted in round 2
+        _distill(tmp_path, "split", rounds=2, resume=True, stop_at="round 2: student")
+    resumed = _distill(tmp_path, "split", rounds=2, resume=True)  # plays round 2 again
+    assert [r.scores for r in resumed.rounds] == [r.scores for r in straight.rounds]
+    assert [r.transitions for r in resumed.rounds] == [r.transitions for r in straight.rounds]
+    assert [r.agreement for r in resumed.rounds] == [r.agreement for r in straight.rounds]
+    a = _weights(tmp_path / "straight" / "ckpt" / "distill.pt")
+    b = _weights(tmp_path / "split" / "ckpt" / "distill.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    info = json.loads((tmp_path / "split" / "student.json").read_text())
+    assert [r["round"] for r in info["rounds"]] == [0, 1, 2]
+
+
+def test_a_saved_distillation_is_never_overwritten_nor_resumed_with_other_settings(tmp_path):
+    _distill(tmp_path, "run", rounds=1)
+    with pytest.raises(InputError, match="a distillation is saved there; pass --resume"):
+        _distill(tmp_path, "run", rounds=1)
+    with pytest.raises(InputError, match="--lr: 0.001 differs from the saved run's 0.00025"):
+        _distill(tmp_path, "run", rounds=2, resume=True, lr=1e-3)
+    with pytest.raises(InputError, match="--resume: no distillation saved at"):
+        _distill(tmp_path, "other", rounds=1, resume=True)
+    (tmp_path / "run" / "ckpt" / "aggregate.npz").write_bytes(b"junk")
+    with pytest.raises(InputError, match="aggregate.npz: not a readable replay buffer"):
+        _distill(tmp_path, "run", rounds=2, resume=True)

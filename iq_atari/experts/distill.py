@@ -15,6 +15,12 @@ play where the game has a random score and games are not capped, else the plain 
 the best-scoring student. A distilled student's
 actions are a function of what an imitator sees, which a RAM agent's are only approximately.
 
+With a `checkpoint_dir`, the whole state is written there after every round (`distill.pt`: the
+student and its optimiser, the rounds so far, the best student, the random state;
+`aggregate.npz`: the labelled frames), so an interrupted distillation resumes after its last
+whole round, and a finished one can be continued with more rounds or a higher target. A resumed
+run plays and learns exactly what the uninterrupted run would have.
+
 `PixelPolicyExpert` plays a saved student (`distilled-<env id>.pt`) as an `Expert`.
 """
 
@@ -36,6 +42,8 @@ import torch
 
 from iq_atari.bc import BCConfig, BCLearner
 from iq_atari.buffers import Batch, FrameBuffer
+from iq_atari.checkpoint import read_checkpoint, save_checkpoint
+from iq_atari.collector import read_replay, save_replay
 from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.episodes import Episode, run_episode
 from iq_atari.errors import InputError
@@ -45,6 +53,22 @@ from iq_atari.scores import RANDOM_SCORES, normalised
 from iq_atari.utils import atomic_path
 
 STUDENT_FORMAT = "iq_atari-distilled/1"
+PROGRESS_FILE = "distill.pt"  # in the checkpoint directory, with AGGREGATE_FILE
+AGGREGATE_FILE = "aggregate.npz"
+# What a resumed distillation may change: how far it goes, not what it learns from.
+RESUMABLE_FIELDS = ("rounds", "target")
+PROGRESS_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "kind": (str, "what saved it"),
+    "game": (str, "the env id"),
+    "teacher": (dict, "the teacher's provenance"),
+    "config": (dict, "the distillation's settings"),
+    "round": (int, "the last round played"),
+    "trained": (bool, "whether the student learnt that round's labels"),
+    "learner": (dict, "the student and its optimiser"),
+    "rng": (dict, "the random state"),
+    "rounds": (list, "the rounds so far"),
+    "teacher_score": (float, "the teacher's mean"),
+}
 
 
 @dataclass(frozen=True)
@@ -141,15 +165,26 @@ def distill(
     progress: bool = True,
     say: Callable[[str], None] = print,
     command: str | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> DistillResult:
     """Distill `teacher` into a pixel student by DAgger; the best student so far is saved at
-    `out` (.pt) after every student round."""
+    `out` (.pt) after every student round, the whole state in `checkpoint_dir` after every round
+    (`resume` continues from it; without `resume` an existing one is refused, not overwritten)."""
     from tqdm import tqdm
 
     config = config or DistillConfig()
     spec = resolve_game(game)
     if not spec.is_atari:
         raise InputError(f"--game: distilling into a pixel policy needs an Atari game, not {game}")
+    if resume and checkpoint_dir is None:
+        raise InputError("--resume: needs a checkpoint directory")
+    saved = _read_progress(checkpoint_dir, spec.env_id, teacher, config) if resume else None
+    if saved is None and checkpoint_dir is not None and (checkpoint_dir / PROGRESS_FILE).exists():
+        raise InputError(
+            f"{checkpoint_dir / PROGRESS_FILE}: a distillation is saved there; pass --resume to "
+            "continue it, or another --checkpoint-dir"
+        )
     settings = settings or AtariSettings()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 0xDA])
@@ -163,8 +198,76 @@ def distill(
     rounds: list[RoundResult] = []
     best: tuple[float, dict] | None = None
     teacher_score = float("nan")
+    # The round to play next, and whether the round before it still awaits its training.
+    first, pending = 0, False
+    if saved is not None:
+        state, path = saved
+        learner.load_state_dict(state["learner"])
+        rng.bit_generator.state = state["rng"]
+        where = checkpoint_dir / AGGREGATE_FILE
+        fix = "the labels cannot be rebuilt; start afresh in another --checkpoint-dir"
+        if not where.is_file():
+            raise InputError(f"{where}: missing beside {path}; {fix}")
+        saved_round, aggregate = read_replay(where, fix)
+        if saved_round != state["round"]:
+            raise InputError(
+                f"{where}: from round {saved_round}, {path} from round {state['round']}; {fix}"
+            )
+        buffer.load_state_dict(aggregate, str(where))
+        rounds = [RoundResult(**r) for r in state["rounds"]]
+        teacher_score = float(state["teacher_score"])
+        best = state["best"] if state["best"] is not None else None
+        first, pending = int(state["round"]) + 1, not state["trained"]
+        say(f"resumed after round {state['round']} from {path}")
+
+    def result() -> DistillResult:
+        share = _share(best[0], teacher_score, random)
+        return DistillResult(teacher_score, best[0], share, share >= config.target, list(rounds))
+
+    def checkpoint(k: int, trained: bool) -> None:
+        if checkpoint_dir is None:
+            return
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        save_replay(checkpoint_dir / AGGREGATE_FILE, buffer, k, compressed=True)  # then distill.pt
+        save_checkpoint(
+            {
+                "kind": "distill", "game": spec.env_id, "teacher": teacher.provenance,
+                "config": asdict(config), "round": k, "trained": trained,
+                "learner": learner.state_dict(), "rng": rng.bit_generator.state,
+                "rounds": [asdict(r) for r in rounds], "best": best,
+                "teacher_score": teacher_score,
+            },
+            checkpoint_dir / PROGRESS_FILE,
+        )  # fmt: skip
+
+    def train(k: int) -> None:
+        bar = tqdm(
+            range(config.updates),
+            desc=f"round {k}: student learns the {len(buffer)} labels",
+            unit="update",
+            disable=not progress,
+            file=sys.stderr,
+        )
+        accuracy = []
+        for _ in bar:
+            metrics = learner.update(_batch(buffer, config.batch_size, rng), None)
+            accuracy.append(float(metrics["accuracy"]))
+        bar.close()
+        if accuracy:
+            recent = np.mean(accuracy[-100:])
+            say(f"round {k}: training accuracy over the last 100 batches {recent:.2f}")
+
     try:
-        for k in range(config.rounds + 1):
+        if pending:  # the saved run stopped after playing round first-1, before training on it
+            done = best is not None and result().reached
+            if first > config.rounds or done:
+                why = "target reached" if done else f"all {config.rounds} rounds played"
+                say(f"nothing to do: {why}")
+                first = config.rounds + 1
+            else:
+                train(first - 1)
+                checkpoint(first - 1, trained=True)
+        for k in range(first, config.rounds + 1):
             start = time.perf_counter()
             player = None if k == 0 else _greedy(net.eval())
             scores, agreements = [], []
@@ -193,22 +296,6 @@ def distill(
                 best = (mean, copy.deepcopy(net.state_dict()))
             share = _share(mean, teacher_score, random)
             reached = k > 0 and share >= config.target
-            if not reached and k < config.rounds:
-                train = tqdm(
-                    range(config.updates),
-                    desc=f"round {k}: student learns the {len(buffer)} labels",
-                    unit="update",
-                    disable=not progress,
-                    file=sys.stderr,
-                )
-                accuracy = []
-                for _ in train:
-                    metrics = learner.update(_batch(buffer, config.batch_size, rng), None)
-                    accuracy.append(float(metrics["accuracy"]))
-                train.close()
-                if accuracy:
-                    recent = np.mean(accuracy[-100:])
-                    say(f"round {k}: training accuracy over the last 100 batches {recent:.2f}")
             rounds.append(
                 RoundResult(
                     k, "teacher" if k == 0 else "student", scores, float(np.mean(agreements)),
@@ -221,19 +308,44 @@ def distill(
                 + f", agreement with the teacher {rounds[-1].agreement:.2f}"
             )
             if best is not None:  # after every student round: an interrupted run keeps its best
-                share = _share(best[0], teacher_score, random)
-                result = DistillResult(
-                    teacher_score, best[0], share, share >= config.target, list(rounds)
-                )
                 save_student(out, best[1], env.observation_space.shape, n_actions, spec.env_id,
-                             settings, teacher, config, result, command)  # fmt: skip
-            if reached:
+                             settings, teacher, config, result(), command)  # fmt: skip
+            if reached or k == config.rounds:
+                checkpoint(k, trained=False)
                 break
+            checkpoint(k, trained=False)  # the labels are kept before the slow part
+            train(k)
+            rounds[-1].seconds = time.perf_counter() - start
+            checkpoint(k, trained=True)
     finally:
         env.close()
     if best is None:
         raise InputError("--rounds: distillation needs at least one student round")
-    return result
+    return result()
+
+
+def _read_progress(
+    checkpoint_dir: Path, env_id: str, teacher: Expert, config: DistillConfig
+) -> tuple[dict, Path]:
+    """The saved distillation in `checkpoint_dir`, checked against this game, teacher and
+    settings (only RESUMABLE_FIELDS may differ); InputError naming what does not match."""
+    path = checkpoint_dir / PROGRESS_FILE
+    if not path.is_file():
+        raise InputError(f"--resume: no distillation saved at {path}")
+    state = read_checkpoint(path, PROGRESS_FIELDS)
+    if state["kind"] != "distill":
+        raise InputError(f"{path}: not a distillation checkpoint")
+    if state["game"] != env_id:
+        raise InputError(f"{path}: a distillation of {state['game']}, not {env_id}")
+    if state["teacher"] != teacher.provenance:
+        other = state["teacher"].get("file") or state["teacher"]
+        raise InputError(f"{path}: distilled from another teacher ({other})")
+    mine = asdict(config)
+    for name, value in state["config"].items():
+        if name not in RESUMABLE_FIELDS and mine.get(name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag}: {mine.get(name)!r} differs from the saved run's {value!r}")
+    return state, path
 
 
 def save_student(
