@@ -216,7 +216,7 @@ def distill(
         buffer.load_state_dict(aggregate, str(where))
         rounds = [RoundResult(**r) for r in state["rounds"]]
         teacher_score = float(state["teacher_score"])
-        best = state["best"] if state["best"] is not None else None
+        best = state["best"]
         first, pending = int(state["round"]) + 1, not state["trained"]
         say(f"resumed after round {state['round']} from {path}")
 
@@ -225,10 +225,13 @@ def distill(
         return DistillResult(teacher_score, best[0], share, share >= config.target, list(rounds))
 
     def checkpoint(k: int, trained: bool) -> None:
+        """After round k's games (labels, then distill.pt) and again after its training (distill.pt
+        only: training leaves the labels as they were, stamped k)."""
         if checkpoint_dir is None:
             return
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        save_replay(checkpoint_dir / AGGREGATE_FILE, buffer, k, compressed=True)  # then distill.pt
+        if not trained:
+            save_replay(checkpoint_dir / AGGREGATE_FILE, buffer, k, compressed=True)
         save_checkpoint(
             {
                 "kind": "distill", "game": spec.env_id, "teacher": teacher.provenance,
@@ -240,19 +243,17 @@ def distill(
             checkpoint_dir / PROGRESS_FILE,
         )  # fmt: skip
 
+    def bar(n: int, desc: str, unit: str) -> tqdm:
+        return tqdm(range(n), desc=desc, unit=unit, disable=not progress, file=sys.stderr)
+
     def train(k: int) -> None:
-        bar = tqdm(
-            range(config.updates),
-            desc=f"round {k}: student learns the {len(buffer)} labels",
-            unit="update",
-            disable=not progress,
-            file=sys.stderr,
-        )
+        what = f"round {k}: student learns the {len(buffer)} labels"
+        updates = bar(config.updates, what, "update")
         accuracy = []
-        for _ in bar:
+        for _ in updates:
             metrics = learner.update(_batch(buffer, config.batch_size, rng), None)
             accuracy.append(float(metrics["accuracy"]))
-        bar.close()
+        updates.close()
         if accuracy:
             recent = np.mean(accuracy[-100:])
             say(f"round {k}: training accuracy over the last 100 batches {recent:.2f}")
@@ -271,14 +272,9 @@ def distill(
             start = time.perf_counter()
             player = None if k == 0 else _greedy(net.eval())
             scores, agreements = [], []
-            bar = tqdm(
-                range(config.episodes),
-                desc=f"round {k}: {'teacher' if k == 0 else 'student'} plays, teacher labels",
-                unit="game",
-                disable=not progress,
-                file=sys.stderr,
-            )
-            for i in bar:
+            who = "teacher" if k == 0 else "student"
+            games = bar(config.episodes, f"round {k}: {who} plays, teacher labels", "game")
+            for i in games:
                 seed = config.seed + 1000 * k + i
                 episode, agreement = _play(env, teacher, player, seed, config.max_steps)
                 if len(episode.trajectory) + 1 > buffer.slots:
@@ -288,7 +284,7 @@ def distill(
                 buffer.add_episode(episode.trajectory)
                 scores.append(episode.score)
                 agreements.append(agreement)
-                bar.set_postfix(score=f"{episode.score:g}", agree=f"{agreement:.2f}")
+                games.set_postfix(score=f"{episode.score:g}", agree=f"{agreement:.2f}")
             mean = float(np.mean(scores))
             if k == 0:
                 teacher_score = mean
@@ -298,7 +294,7 @@ def distill(
             reached = k > 0 and share >= config.target
             rounds.append(
                 RoundResult(
-                    k, "teacher" if k == 0 else "student", scores, float(np.mean(agreements)),
+                    k, who, scores, float(np.mean(agreements)),
                     len(buffer), time.perf_counter() - start,
                 )
             )  # fmt: skip
@@ -310,10 +306,9 @@ def distill(
             if best is not None:  # after every student round: an interrupted run keeps its best
                 save_student(out, best[1], env.observation_space.shape, n_actions, spec.env_id,
                              settings, teacher, config, result(), command)  # fmt: skip
-            if reached or k == config.rounds:
-                checkpoint(k, trained=False)
-                break
             checkpoint(k, trained=False)  # the labels are kept before the slow part
+            if reached or k == config.rounds:
+                break
             train(k)
             rounds[-1].seconds = time.perf_counter() - start
             checkpoint(k, trained=True)
