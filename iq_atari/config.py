@@ -38,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=1e-4,
         alpha=1e-3,
         eval_interval=5_000,
+        average_from=40_000,
         replay_size=100_000,
         learning_starts=5_000,
         n_envs=4,
@@ -50,6 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=3e-4,
         alpha=1e-2,
         eval_interval=1_000,
+        average_from=0,
         replay_size=50_000,
         learning_starts=1_000,
         n_envs=1,
@@ -62,6 +64,10 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "offline": dict(value_term="value_expert", regularize_over="expert"),
     "online": dict(value_term="value_expert", regularize_over="policy"),
 }
+# Presets that depend on the algorithm. BC keeps its best-validation weights instead of an average.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {"bc": dict(average_from=0)}
+# Fields a saved config may lack (written before they existed), with the value that run had.
+ADDED_FIELDS: dict[str, Any] = {"average_from": 0}
 
 
 def _show(value: Any) -> str:
@@ -155,6 +161,12 @@ class TrainConfig:
     eval_interval: int | None = _preset(
         "eval_interval", "updates between evaluations", positive=True
     )
+    average_from: int | None = _preset(
+        "average_from",
+        "IQ: from this update on, snapshot the policy at every evaluation and evaluate, keep and "
+        "ship the uniform mean of the snapshots (weight averaging, SWA); training goes on with "
+        "the last weights; 0: off",
+    )
     eval_episodes: int = _opt(10, "greedy evaluation episodes", positive=True)
     log_interval: int = _opt(100, "updates between train/ and perf/ log rows", positive=True)
     replay_size: int | None = _preset(
@@ -193,11 +205,21 @@ class TrainConfig:
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """Fill None fields from the family preset and the mode; check the combination."""
     spec = resolve_game(config.game)
-    fill = {**PRESETS["atari" if spec.is_atari else "classic"], **MODE_DEFAULTS[config.mode]}
+    fill = {
+        **PRESETS["atari" if spec.is_atari else "classic"],
+        **MODE_DEFAULTS[config.mode],
+        **ALGO_DEFAULTS.get(config.algo, {}),
+    }
     values = {k: v for k, v in fill.items() if getattr(config, k) is None}
     config = dataclasses.replace(config, game=spec.name, **values)
     if config.algo == "bc" and config.mode == "online":
         raise InputError("--algo bc trains offline only; use --mode offline")
+    if config.average_from and config.algo == "bc":
+        raise InputError(
+            "--average-from is an IQ option (BC keeps its best-validation weights); use 0"
+        )
+    if config.average_from < 0:
+        raise InputError(f"--average-from must be >= 0 updates, got {config.average_from}")
     if config.absorbing and config.algo == "bc":
         raise InputError("--absorbing is an IQ option (BC has no value to bootstrap)")
     if config.augment_shift < 0:
@@ -264,6 +286,7 @@ def parse_hidden(text: str) -> tuple[int, ...]:
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a saved dict; keys this version does not know are ignored."""
+    """A TrainConfig from a saved dict; keys this version does not know are ignored, and those
+    added since (ADDED_FIELDS) take the value the run had before them."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    return TrainConfig(**{**ADDED_FIELDS, **{k: v for k, v in values.items() if k in known}})

@@ -29,6 +29,8 @@ from iq_atari.utils import resolve_device
 
 # The learner-state key of a checkpoint slimmed to what acting needs (`shipped.export_agent`).
 POLICY_ONLY = "policy_weights"
+# The checkpoint key of the run's weight average (`averaging.WeightAverage.state_dict`).
+AVERAGE = "average"
 
 
 class Learner(Protocol):
@@ -86,7 +88,9 @@ def _bc_learner(
 
 
 def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, TrainConfig]:
-    """A trained learner (e.g. for videos) and its config, from a checkpoint or a run directory."""
+    """A trained learner (e.g. for videos) and its config, from a checkpoint or a run directory.
+    Where the run averaged weights (`TrainConfig.average_from`), it acts with the average: the
+    policy the run evaluated."""
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
@@ -104,6 +108,10 @@ def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, 
         restore(
             path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"])
         )
+        average = state.get(AVERAGE)
+        if isinstance(average, dict) and average.get("count"):
+            what = f"its averaged {config.algo} policy"
+            restore(path, what, lambda: learner.load_policy_state(average["weights"]))
     return learner, config
 
 

@@ -5,7 +5,9 @@ The loop is generic over a `learners.Learner`; IQ-Learn and BC share it. Online 
 paper's recipe (section 5.1): every update mixes an expert batch with an equal batch of the
 agent's own transitions, collected with the softmax policy in a vector env (`collector`).
 The demos come from `expert_data`, the learner from `learners`, the resume rules from `run_dir`,
-what a checkpoint holds (the loop counters `LoopState` among it) from `checkpoint`.
+what a checkpoint holds (the loop counters `LoopState` among it) from `checkpoint`. From
+`average_from` on, what is evaluated, kept and shipped is the mean of the weights snapshotted at
+each evaluation (`averaging`); the updates go on from the last weights.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from iq_atari.augment import shift_batch
+from iq_atari.averaging import WeightAverage
 from iq_atari.checkpoint import (
     LoopState,
     built_for,
@@ -38,7 +42,7 @@ from iq_atari.errors import check_finite
 from iq_atari.evaluation import evaluate, reward_check
 from iq_atari.expert_data import load_expert_data
 from iq_atari.interrupt import StopRequest, catch_sigint
-from iq_atari.learners import make_learner
+from iq_atari.learners import AVERAGE, Learner, make_learner
 from iq_atari.logger import Logger, plot_curve
 from iq_atari.run_dir import prepare_run, write_config
 from iq_atari.utils import (
@@ -92,14 +96,19 @@ class TrainingRun:
         last = self.run_dir / "checkpoints" / "last.pt"
         if saved is not None:
             check_built_for(saved, last, obs_space, n_actions, f"{config.game} with {data.path}")
-        device = resolve_device(config.device)
+        self.device = device = resolve_device(config.device)
         self.learner = make_learner(
             config, obs_space, n_actions, device, self.expert.initial_obs(), self.expert
         )
         self.state = LoopState()
+        self.average = WeightAverage()
+        self._averaged: Learner | None = None  # acts with the average; built when first needed
         if saved is not None:
             learner = f"its {config.algo} learner"
             restore(last, learner, lambda: self.learner.load_state_dict(saved["learner"]))
+            if AVERAGE in saved:
+                average = lambda: self.average.load_state_dict(saved[AVERAGE])  # noqa: E731
+                restore(last, "its weight average", average)
             self.state = resume_loop(saved, last, self.rng)
         self.collector = None
         self.warmup = config.learning_starts  # env steps collected before the first update here
@@ -171,6 +180,8 @@ class TrainingRun:
                 self._log_train(metrics, tick)
                 tick = (time.time(), state.updates, state.env_steps)
             if eval_due:
+                if config.average_from and state.updates >= config.average_from:
+                    self.average.add(self.learner.policy_state())
                 result = self.evaluate()
                 self.save("last.pt")
                 self.bar.set_postfix(
@@ -190,11 +201,28 @@ class TrainingRun:
                 self.collector.episode_returns.clear()
         self.logger.log(self.state.updates, scalars)
 
+    def policy(self) -> Learner:
+        """The learner that is evaluated, kept and shipped: one acting with the weight average
+        once that holds a snapshot, else the learner being trained."""
+        if not self.average.count:
+            return self.learner
+        if self._averaged is None:
+            # Its initial weights are overwritten; the run's torch RNG stays where it was.
+            with torch.random.fork_rng(devices=[]):
+                data = self.data
+                self._averaged = make_learner(
+                    self.config, data.obs_space, data.n_actions, self.device
+                )
+        self._averaged.load_policy_state(self.average.weights)
+        return self._averaged
+
     def evaluate(self) -> dict:
-        """Greedy evaluation on fixed seeds; logs it and keeps the best checkpoint."""
+        """Greedy evaluation of `policy()` on fixed seeds; logs it and keeps the best
+        checkpoint."""
         config, state = self.config, self.state
         start = time.time()
-        act, seed = lambda obs: self.learner.act(obs, greedy=True), 10_000 + config.seed
+        policy = self.policy()
+        act, seed = lambda obs: policy.act(obs, greedy=True), 10_000 + config.seed
         returns = evaluate(
             act, config.game, config.eval_episodes, seed, self.settings, progress=config.progress
         )
@@ -203,6 +231,7 @@ class TrainingRun:
             "mean_return": float(returns.mean()),
             "std_return": float(returns.std()),
             "returns": returns.tolist(),
+            "averaged_snapshots": self.average.count,
         }
         self.logger.log(
             state.updates,
@@ -240,6 +269,7 @@ class TrainingRun:
             save_replay(replay, self.collector.buffer, self.state.updates)
         self.state.wall_time_s = time.time() - self._started
         progress = run_state(self.config, self.learner.state_dict(), self.state, self.rng)
+        progress[AVERAGE] = self.average.state_dict()
         save_checkpoint({**progress, **self.checkpoint_info}, self.run_dir / "checkpoints" / name)
 
     def close(self) -> None:
@@ -272,6 +302,7 @@ class TrainingRun:
             "wall_time_s": round(state.wall_time_s, 2),
             "best_mean_return": state.best_return,
             "best_update": state.best_update,
+            "averaged_snapshots": self.average.count,
             "expert_mean_return": self.data.expert_return,
             "num_demos": len(self.data.episodes),
             "demo_episodes": self.data.episodes,
@@ -279,7 +310,7 @@ class TrainingRun:
         }
         if config.algo == "iq" and config.reward_check_episodes > 0:
             record["reward_correlation"] = reward_check(
-                self.learner.agent,
+                self.policy().agent,
                 config.game,
                 config.gamma,
                 config.reward_check_episodes,

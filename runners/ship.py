@@ -112,6 +112,7 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
 
     import numpy as np
 
+    from iq_atari.learners import AVERAGE
     from iq_atari.shipped import repo_relative
 
     demos = {"file": repo_relative(state.get("demos"))}
@@ -137,6 +138,8 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
         "weights": "fp16" if half else "fp32",
         "file_bytes": out.stat().st_size,
         "updates": loop.get("updates"),
+        # the mean of this many policy snapshots (`TrainConfig.average_from`), 0: the last weights
+        "averaged_snapshots": int(state.get(AVERAGE, {}).get("count", 0)),
         "train_wall_time_s": loop.get("wall_time_s"),
         "eval": f"greedy, {config.episodes} games, seeds {config.seed}..{last_seed}",
         "seeds": [config.seed + i for i in range(config.episodes)],
