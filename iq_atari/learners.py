@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from iq_atari.agent import SoftQAgent
+from iq_atari.averaging import WeightAverage
 from iq_atari.bc import BCConfig, BCLearner, hold_out
 from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.checkpoint import read_checkpoint, restore
@@ -108,10 +109,12 @@ def load_learner(checkpoint: str | Path, device: str = "cpu") -> tuple[Learner, 
         restore(
             path, f"its {config.algo} learner", lambda: learner.load_state_dict(state["learner"])
         )
-        average = state.get(AVERAGE)
-        if isinstance(average, dict) and average.get("count"):
-            what = f"its averaged {config.algo} policy"
-            restore(path, what, lambda: learner.load_policy_state(average["weights"]))
+        if AVERAGE in state:
+            average = WeightAverage()
+            restore(path, "its weight average", lambda: average.load_state_dict(state[AVERAGE]))
+            if average.count:
+                what = f"its averaged {config.algo} policy"
+                restore(path, what, lambda: learner.load_policy_state(average.weights))
     return learner, config
 
 
