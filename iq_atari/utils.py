@@ -118,12 +118,15 @@ def resolve_device(device: str) -> torch.device:
 def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on `run_dir` (its `.lock` file) for the body; raise InputError at
     once if another process holds it. The kernel drops the lock when its holder exits, however
-    it ends, so a killed run never leaves its directory locked."""
+    it ends, so a killed run never leaves its directory locked. A directory made here that holds
+    nothing but the lock when the body ends (a run refused before writing anything) is removed,
+    so bad input leaves no empty run directories behind."""
     import fcntl
 
     from iq_atari.errors import InputError
 
     run_dir = Path(run_dir)
+    made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir / ".lock"
     with open(lock_path, "a+") as lock:
@@ -144,6 +147,10 @@ def run_dir_lock(run_dir: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             lock.truncate(0)  # the pid is only meant to be read while the lock is held
+            if made and [p.name for p in run_dir.iterdir()] == [lock_path.name]:
+                with contextlib.suppress(OSError):  # another process may have just made a file
+                    lock_path.unlink()
+                    run_dir.rmdir()
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 

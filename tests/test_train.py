@@ -295,3 +295,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_runner.main(["--value-term", "value_policy"])
     assert exit_info.value.code == 2
+
+
+def test_refused_run_leaves_no_directory(tmp_path, capsys):
+    bad = tmp_path / "nothing.npz"
+    args = ["--game", "CartPole-v1", "--demos", str(bad), "--no-progress"]
+    assert train_runner.main([*args, "--run-dir", str(tmp_path / "run")]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a directory the user made stays, lock file and all
+    assert train_runner.main([*args, "--run-dir", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()
