@@ -91,14 +91,14 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
 
     from iq_atari.experts.ram import feature_kind
     from iq_atari.experts.ram_expert import (
-        RamPPOConfig,
         evaluate_ram_policy,
+        ram_ppo_config,
         train_ram_expert,
     )
     from iq_atari.utils import atomic_write_text, cpu_facts
 
     steps = config.steps or RAM_STEPS.get(env_id, RAM_STEPS_OTHER)
-    ppo = RamPPOConfig()
+    ppo = ram_ppo_config(config.game)
     model, seconds = train_ram_expert(
         config.game,
         steps,

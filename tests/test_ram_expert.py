@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iq_atari.envs import make_env
+from iq_atari.envs import AtariSettings, make_env
 from iq_atari.experts.ram import (
     BreakoutFeatures,
     PongFeatures,
@@ -162,3 +162,22 @@ def test_a_corrupt_expert_file_is_one_error_line(tmp_path: Path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and str(bad) in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_space_invaders_trains_on_clipped_rewards_but_reports_points():
+    """The learner sees sign(reward); the Monitor's episode record keeps the game's points."""
+    from iq_atari.experts.ram_expert import _vec_env, ram_ppo_config
+
+    assert ram_ppo_config("SpaceInvaders").clip_reward
+    assert not ram_ppo_config("Pong").clip_reward and not ram_ppo_config("Breakout").clip_reward
+    env = _vec_env("SpaceInvaders", 1, 0, AtariSettings(max_episode_frames=4000), 1, True)
+    env.reset()
+    rng = np.random.default_rng(0)
+    seen, episode = [], None
+    while episode is None:
+        _, rewards, _, infos = env.step(rng.integers(0, 6, size=1))
+        seen.append(float(rewards[0]))
+        episode = infos[0].get("episode")
+    env.close()
+    assert set(seen) <= {-1.0, 0.0, 1.0} and sum(seen) > 0
+    assert episode["r"] > sum(seen)  # an alien is worth 5..30 points, not 1

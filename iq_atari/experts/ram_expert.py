@@ -44,6 +44,21 @@ class RamPPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     net_arch: tuple[int, ...] = (128, 128)
+    # Train on the sign of each step's reward, as RL-Zoo's AtariWrapper does; episode returns
+    # (the bar, the logs, the evaluation) stay the game's own points.
+    clip_reward: bool = False
+
+
+# Games whose points span a wide range (SpaceInvaders: 5-30 an alien, 200 the mothership) train on
+# clipped rewards: unscaled, the value loss dwarfs the policy's and PPO barely moves.
+GAME_CONFIGS: dict[str, RamPPOConfig] = {
+    "ALE/SpaceInvaders-v5": RamPPOConfig(clip_reward=True),
+}
+
+
+def ram_ppo_config(game: str) -> RamPPOConfig:
+    """The PPO settings `make expert` uses for `game`."""
+    return GAME_CONFIGS.get(resolve_game(game).env_id, RamPPOConfig())
 
 
 class RamPolicyExpert:
@@ -100,8 +115,19 @@ def load_ram_expert(path: str | Path, game: str) -> RamPolicyExpert:
     return RamPolicyExpert(model, path, game)
 
 
-def _vec_env(game: str, n_envs: int, seed: int, settings: AtariSettings, workers: int):
-    """n_envs RamFeatureEnvs, stepped in `workers` processes (SB3 SubprocVecEnv) when > 1."""
+def _vec_env(
+    game: str,
+    n_envs: int,
+    seed: int,
+    settings: AtariSettings,
+    workers: int,
+    clip_reward: bool = False,
+):
+    """n_envs RamFeatureEnvs, stepped in `workers` processes (SB3 SubprocVecEnv) when > 1.
+
+    With `clip_reward` the learner sees sign(reward); SB3's Monitor sits inside the clipping, so
+    the episode returns it records are the game's points.
+    """
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -110,15 +136,23 @@ def _vec_env(game: str, n_envs: int, seed: int, settings: AtariSettings, workers
     def factory() -> gym.Env:
         return RamFeatureEnv(game, settings)
 
+    wrapper = _sign_reward if clip_reward else None
     if workers <= 1:
-        return make_vec_env(factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv)
+        return make_vec_env(
+            factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv, wrapper_class=wrapper
+        )
     return make_vec_env(
         factory,
         n_envs=n_envs,
         seed=seed,
         vec_env_cls=SubprocVecEnv,
         vec_env_kwargs={"start_method": "fork"},
+        wrapper_class=wrapper,
     )
+
+
+def _sign_reward(env: gym.Env) -> gym.Env:
+    return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
 
 
 def _callbacks(total: int, checkpoint: Path, every: int, progress: bool):
@@ -182,13 +216,13 @@ def train_ram_expert(
     import torch
     from stable_baselines3 import PPO
 
-    config = config or RamPPOConfig()
+    config = config or ram_ppo_config(game)
     settings = settings or AtariSettings()
     out = Path(out)
     checkpoint = out.with_name(out.stem + ".ckpt.zip")
     workers = min(os.cpu_count() or 1, config.n_envs)
     torch.set_num_threads(1)  # the envs use the other cores; an MLP this small gains nothing
-    env = _vec_env(game, config.n_envs, seed, settings, workers)
+    env = _vec_env(game, config.n_envs, seed, settings, workers, config.clip_reward)
     lr = config.learning_rate
 
     def schedule(progress_remaining: float) -> float:
