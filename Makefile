@@ -20,7 +20,7 @@ ARGS ?=
 # Optional flags, passed only when the variable is set.
 opt = $(if $(2),$(1) $(2))
 
-.PHONY: install test test-all lint format demos minari train video ship compare bench expert distill sweep clean help
+.PHONY: install test test-all lint format demos minari train video ship evaluate compare bench expert distill sweep clean help
 
 help:
 	@echo "make install | test | test-all | lint | format"
@@ -29,6 +29,7 @@ help:
 	@echo "make train GAME=Pong [STEPS=N] [MODE=offline|online] [DEMOS=path] [SEED=S]"
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make ship RUN=dir|CHECKPOINT=path   (score it, write expert_demos/agents/<algo>-<Game>.pt)"
+	@echo "make evaluate RUN=dir|CHECKPOINT=path [EPISODES=N] [ARGS='--seed 777000']   (score it)"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
 	@echo "make expert GAME=CartPole [ALGO=ppo|dqn] [STEPS=N]"
 	@echo "make distill GAME=Pong [EXPERT=teacher]"
@@ -67,6 +68,9 @@ video:
 
 ship:
 	$(PYTHON) -m runners.ship $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--episodes,$(EPISODES)) $(ARGS)
+
+evaluate:
+	$(PYTHON) -m runners.evaluate $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--episodes,$(EPISODES)) $(ARGS)
 
 compare:
 	$(PYTHON) -m runners.compare --game $(GAME) $(call opt,--num-demos,$(DEMOS_LIST)) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) $(ARGS)

@@ -163,3 +163,69 @@ def find_or_record_demos(config: TrainConfig, say: Callable[[str], Any] = print)
     )
     say(f"recorded {path}")
     return path
+
+
+def score_agent(
+    agent: Any,
+    game: str,
+    episodes: int,
+    seed: int,
+    *,
+    settings: Any = None,
+    greedy: bool = True,
+    max_envs: int = 8,
+    progress: bool = False,
+    label: str = "",
+) -> list[float]:
+    """Whole-game returns of `agent` (a learner) over `episodes` games from seed, seed + 1, ...;
+    says its mean, spread and time on stderr."""
+    import time
+
+    import numpy as np
+
+    from iq_atari.evaluation import evaluate
+
+    start = time.perf_counter()
+    returns = evaluate(
+        lambda obs: agent.act(obs, greedy=greedy),
+        game,
+        episodes,
+        seed,
+        settings=settings,
+        max_envs=max_envs,
+        progress=progress,
+    )
+    how = "greedy" if greedy else "sampled"
+    print(
+        f"{label + ': ' if label else ''}{np.mean(returns):+.2f} ± {np.std(returns):.2f} over "
+        f"{episodes} {how} games ({time.perf_counter() - start:.0f} s)",
+        file=sys.stderr,
+    )
+    return [float(r) for r in returns]
+
+
+def demos_record(state: dict, train_config: TrainConfig) -> dict:
+    """What a checkpoint's demo file says about the demos it learned from: the file, the number of
+    episodes, the expert's name and score (its own greedy score where its file recorded one, else
+    its demos' mean); just the file when the demo file is no longer there."""
+    import numpy as np
+
+    from iq_atari.demos import read_meta
+    from iq_atari.shipped import repo_relative
+
+    path = state.get("demos")
+    record: dict[str, Any] = {"file": repo_relative(path)}
+    if not path or not Path(path).is_file():
+        return record
+    meta = read_meta(path)
+    expert = meta.get("expert", {})
+    score = expert.get("score")
+    recorded = score.get("mean_return") if isinstance(score, dict) else None
+    demo_mean = float(np.mean(meta["returns"])) if meta.get("returns") else None
+    record.update(
+        episodes=train_config.num_demos or len(meta.get("returns", [])),
+        expert=expert.get("name"),
+        expert_score=demo_mean if recorded is None else recorded,
+        demo_returns_mean=demo_mean,
+    )
+    return record

@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.common import arg, run_cli
+from runners.common import arg, demos_record, run_cli, score_agent
 
 
 @dataclass
@@ -42,7 +41,6 @@ def run(config: Config) -> Path:
     from iq_atari.checkpoint import read_checkpoint, save_checkpoint
     from iq_atari.envs import AtariSettings, resolve_game
     from iq_atari.errors import InputError
-    from iq_atari.evaluation import evaluate
     from iq_atari.learners import load_learner
     from iq_atari.scores import RANDOM_SCORES, normalised
     from iq_atari.shipped import agent_file, repo_relative, slim_agent
@@ -61,22 +59,16 @@ def run(config: Config) -> Path:
     settings = AtariSettings(**kwargs) if kwargs else None
 
     def score(agent, label: str) -> list[float]:
-        start = time.perf_counter()
-        returns = evaluate(
-            lambda obs: agent.act(obs, greedy=True),
+        return score_agent(
+            agent,
             spec.env_id,
             config.episodes,
             config.seed,
             settings=settings,
             max_envs=config.max_envs,
             progress=config.progress,
+            label=label,
         )
-        print(
-            f"{label}: {np.mean(returns):+.2f} ± {np.std(returns):.2f} over {config.episodes} "
-            f"games ({time.perf_counter() - start:.0f} s)",
-            file=sys.stderr,
-        )
-        return [float(r) for r in returns]
 
     fp32 = score(learner, "fp32")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,20 +107,7 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
     from iq_atari.learners import AVERAGE
     from iq_atari.shipped import repo_relative
 
-    demos = {"file": repo_relative(state.get("demos"))}
-    meta = _demo_meta(state.get("demos"))
-    if meta:
-        expert = meta.get("expert", {})
-        score = expert.get("score")
-        recorded = score.get("mean_return") if isinstance(score, dict) else None
-        demo_mean = float(np.mean(meta["returns"])) if meta.get("returns") else None
-        demos.update(
-            episodes=train_config.num_demos or len(meta.get("returns", [])),
-            expert=expert.get("name"),
-            # the expert's own greedy score where its file recorded one, else its demos' mean
-            expert_score=demo_mean if recorded is None else recorded,
-            demo_returns_mean=demo_mean,
-        )
+    demos = demos_record(state, train_config)
     loop = state["loop"]
     last_seed = config.seed + config.episodes - 1
     return {
@@ -157,15 +136,6 @@ def _info(state, train_config, config, game, source, out, half, returns, fp32, f
             "run_dir": repo_relative(train_config.run_dir),
         },
     }
-
-
-def _demo_meta(path: str | None) -> dict | None:
-    """The meta record of the demo file the agent was trained on, if it is still there."""
-    from iq_atari.demos import read_meta
-
-    if not path or not Path(path).is_file():
-        return None
-    return read_meta(path)
 
 
 def main(argv: list[str] | None = None) -> int:
