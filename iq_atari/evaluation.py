@@ -121,7 +121,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 @dataclass
 class RewardCorrelation:
-    """Per-episode true and recovered returns of the reward check, and their correlations."""
+    """Per-episode true and recovered returns of the reward check, and their correlations.
+
+    `pearson_per_step` correlates the returns divided by episode length: where episodes end at
+    different lengths (Breakout's games over), a recovered reward that is negative on every step
+    sums lowest over the longest episodes whatever it says about each step, and the two
+    correlations then disagree.
+    """
 
     sources: list[str]  # "expert eps=0.25", ..., "agent"
     true_returns: np.ndarray
@@ -129,15 +135,19 @@ class RewardCorrelation:
     lengths: np.ndarray
     pearson: float = field(init=False)
     spearman: float = field(init=False)
+    pearson_per_step: float = field(init=False)
 
     def __post_init__(self) -> None:
         self.pearson = pearson(self.true_returns, self.recovered_returns)
         self.spearman = spearman(self.true_returns, self.recovered_returns)
+        steps = np.maximum(np.asarray(self.lengths, dtype=np.float64), 1.0)
+        self.pearson_per_step = pearson(self.true_returns / steps, self.recovered_returns / steps)
 
     def to_dict(self) -> dict:
         return {
             "pearson": self.pearson,
             "spearman": self.spearman,
+            "pearson_per_step": self.pearson_per_step,
             "episodes": len(self.sources),
             "sources": self.sources,
             "true_returns": self.true_returns.tolist(),
@@ -360,7 +370,10 @@ def plot_reward_correlation(result: RewardCorrelation, path: str | Path, title: 
         ax.scatter(result.true_returns[pick], result.recovered_returns[pick], label=source, s=25)
     ax.set_xlabel("true return")
     ax.set_ylabel("recovered return  sum r(s, a)")
-    ax.set_title(f"{title}\nPearson {result.pearson:.3f}, Spearman {result.spearman:.3f}")
+    ax.set_title(
+        f"{title}\nPearson {result.pearson:.3f}, Spearman {result.spearman:.3f}, "
+        f"per step {result.pearson_per_step:.3f}"
+    )
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -136,6 +136,23 @@ def test_reward_check_on_cartpole_with_known_rewards(tmp_path):
     assert again.pearson == pytest.approx(result.pearson)
 
 
+def test_per_step_correlation_sees_through_episode_lengths():
+    """Breakout's pattern: better play earns more points per step and lives longer, every
+    recovered step is negative but less so for better play. Summed, the short bad episodes look
+    best; per step, the ranking is the true one."""
+    points_per_step = np.array([0.05, 0.04, 0.02, 0.01, 0.005])
+    lengths = np.array([1000, 1000, 300, 200, 100])
+    recovered_per_step = np.array([-0.002, -0.003, -0.008, -0.009, -0.010])
+    result = RewardCorrelation(
+        ["expert eps=0", "expert eps=0.25", "expert eps=0.5", "expert eps=0.75", "expert eps=1"],
+        points_per_step * lengths,
+        recovered_per_step * lengths,
+        lengths,
+    )
+    assert result.pearson < 0 and result.pearson_per_step > 0.9
+    assert result.to_dict()["pearson_per_step"] == result.pearson_per_step
+
+
 def test_action_agreement_reports_recall_of_rare_actions():
     # Frames carry their step index; the expert moves (action 2) on every 10th step.
     frames = np.zeros((41, 2, 2), np.uint8)
