@@ -229,3 +229,33 @@ def demos_record(state: dict, train_config: TrainConfig) -> dict:
         demo_returns_mean=demo_mean,
     )
     return record
+
+
+def load_trained(
+    run: str | None, checkpoint: str | None
+) -> tuple[Path, dict, Any, TrainConfig, Any]:
+    """The agent of `--checkpoint`, else of `--run`'s checkpoints/best.pt: (its file, the
+    checkpoint's state, the learner, its TrainConfig, the Atari settings it trained with or
+    None)."""
+    from iq_atari.checkpoint import read_checkpoint
+    from iq_atari.envs import AtariSettings
+    from iq_atari.learners import load_learner
+
+    if (run is None) == (checkpoint is None):
+        raise InputError("give one of --run DIR or --checkpoint PATH")
+    source = Path(checkpoint or Path(str(run), "checkpoints", "best.pt"))
+    state = read_checkpoint(source)
+    learner, train_config = load_learner(source)
+    kwargs = state.get("env_kwargs")
+    return source, state, learner, train_config, AtariSettings(**kwargs) if kwargs else None
+
+
+def normalised_record(game: str, mean: float, expert_score: float | None) -> dict:
+    """{"normalised", "random_score"} of a mean score against the demos' expert, for a game
+    with a published random score and a known expert score; else {}."""
+    from iq_atari.scores import RANDOM_SCORES, normalised
+
+    if game not in RANDOM_SCORES or expert_score is None:
+        return {}
+    random = RANDOM_SCORES[game]
+    return {"normalised": normalised(mean, expert_score, random), "random_score": random}

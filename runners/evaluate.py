@@ -19,7 +19,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.common import arg, demos_record, run_cli, score_agent
+from runners.common import (
+    arg,
+    demos_record,
+    load_trained,
+    normalised_record,
+    run_cli,
+    score_agent,
+)
 
 
 @dataclass
@@ -37,29 +44,21 @@ class Config:
 def run(config: Config) -> dict:
     import numpy as np
 
-    from iq_atari.checkpoint import read_checkpoint
-    from iq_atari.envs import AtariSettings, resolve_game
+    from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
-    from iq_atari.learners import load_learner
-    from iq_atari.scores import RANDOM_SCORES, normalised
     from iq_atari.shipped import repo_relative
     from iq_atari.utils import atomic_write_text
 
-    if (config.run is None) == (config.checkpoint is None):
-        raise InputError("give one of --run DIR or --checkpoint PATH")
     if config.out is not None and not config.out.endswith(".json"):
         raise InputError(f"--out: expected a .json file name, got {config.out!r}")
-    source = Path(config.checkpoint or Path(config.run, "checkpoints", "best.pt"))
-    state = read_checkpoint(source)
-    learner, train_config = load_learner(source)
+    source, state, learner, train_config, settings = load_trained(config.run, config.checkpoint)
     spec = resolve_game(train_config.game)
-    kwargs = state.get("env_kwargs")
     returns = score_agent(
         learner,
         spec.env_id,
         config.episodes,
         config.seed,
-        settings=AtariSettings(**kwargs) if kwargs else None,
+        settings=settings,
         greedy=not config.sample,
         max_envs=config.max_envs,
         progress=config.progress,
@@ -81,10 +80,9 @@ def run(config: Config) -> dict:
         "command": "python -m runners.evaluate " + shlex.join(sys.argv[1:]),
     }
     expert_score = result["demos"].get("expert_score")
+    result.update(normalised_record(spec.name, mean, expert_score))
     line = f"{spec.name}: {mean:+.2f} ± {std:.2f} (SE {result['sem']:.2f})"
-    if spec.name in RANDOM_SCORES and expert_score is not None:
-        result["normalised"] = normalised(mean, expert_score, RANDOM_SCORES[spec.name])
-        result["random_score"] = RANDOM_SCORES[spec.name]
+    if "normalised" in result:
         line += f", {100 * result['normalised']:.1f}% of the expert's {expert_score:+.2f}"
     print(line)
     if config.out is not None:

@@ -18,7 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.common import arg, demos_record, run_cli, score_agent
+from runners.common import (
+    arg,
+    demos_record,
+    load_trained,
+    normalised_record,
+    run_cli,
+    score_agent,
+)
 
 
 @dataclass
@@ -38,25 +45,18 @@ class Config:
 def run(config: Config) -> Path:
     import numpy as np
 
-    from iq_atari.checkpoint import read_checkpoint, save_checkpoint
-    from iq_atari.envs import AtariSettings, resolve_game
+    from iq_atari.checkpoint import save_checkpoint
+    from iq_atari.envs import resolve_game
     from iq_atari.errors import InputError
     from iq_atari.learners import load_learner
-    from iq_atari.scores import RANDOM_SCORES, normalised
     from iq_atari.shipped import agent_file, repo_relative, slim_agent
     from iq_atari.utils import atomic_write_text
 
-    if (config.run is None) == (config.checkpoint is None):
-        raise InputError("give one of --run DIR or --checkpoint PATH")
-    source = Path(config.checkpoint or Path(config.run, "checkpoints", "best.pt"))
-    state = read_checkpoint(source)
-    learner, train_config = load_learner(source)
+    source, state, learner, train_config, settings = load_trained(config.run, config.checkpoint)
     spec = resolve_game(train_config.game)
     out = Path(config.out) if config.out else agent_file(spec.name, train_config.algo)
     if out.suffix != ".pt":
         raise InputError(f"--out: expected a .pt file name, got {str(out)!r}")
-    kwargs = state.get("env_kwargs")
-    settings = AtariSettings(**kwargs) if kwargs else None
 
     def score(agent, label: str) -> list[float]:
         return score_agent(
@@ -84,10 +84,7 @@ def run(config: Config) -> Path:
     returns = fp16 if half else fp32
     assert returns is not None
     info = _info(state, train_config, config, spec.name, source, out, half, returns, fp32, fp16)
-    expert_score = info["demos"].get("expert_score")
-    if spec.name in RANDOM_SCORES and expert_score is not None:
-        info["normalised"] = normalised(info["mean"], expert_score, RANDOM_SCORES[spec.name])
-        info["random_score"] = RANDOM_SCORES[spec.name]
+    info.update(normalised_record(spec.name, info["mean"], info["demos"].get("expert_score")))
     info["command"] = "python -m runners.ship " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
     info["source_checkpoint"] = repo_relative(str(source))
     json_path = out.with_suffix(".json")
