@@ -56,7 +56,12 @@ def make_learner(
     """The learner `config.algo` names, with fresh networks on `device`. BC holds a validation
     split out of the `expert` buffer (so the loop never samples it)."""
     q_net = make_q_network(
-        obs_space, n_actions, parse_hidden(config.hidden), config.activation, bf16=config.bf16
+        obs_space,
+        n_actions,
+        parse_hidden(config.hidden),
+        config.activation,
+        bf16=config.bf16,
+        encoder=config.encoder,
     )
     if config.algo == "bc":
         return _bc_learner(config, q_net, device, expert)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iq_atari.experts.distill import DistillConfig
+from iq_atari.networks import Encoder
 from runners.common import arg, run_cli
 
 D = DistillConfig()  # the defaults, declared once there
@@ -42,6 +43,11 @@ class Config:
     capacity: int = arg(D.capacity, "frames of aggregated data kept (~7 KB each)", positive=True)
     max_steps: int | None = arg(
         D.max_steps, "agent steps per game at most (default: the env's cap)"
+    )
+    encoder: Encoder = arg(
+        D.encoder,
+        "the student's conv layers: nature (Mnih et al. 2015) or fine (twice the first layer's "
+        "resolution, ~2x the compute)",
     )
     seed: int = arg(
         D.seed, "seed of the student, its sampling and the games (round k: seed+1000k+i)"

@@ -103,3 +103,4 @@ def test_presets_and_checks():
         resolve_config(TrainConfig(game="Pong", average_from=-1))
     # A run saved before the option existed did not average.
     assert resolve_config(config_from_dict({"game": "Pong"})).average_from == 0
+    assert config_from_dict({"game": "Pong"}).encoder == "nature"  # nor chose an encoder

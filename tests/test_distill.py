@@ -61,12 +61,13 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory) -> Path:
-    """A student distilled from the Pong tracker in 2 short rounds."""
+    """A student distilled from the Pong tracker in 2 short rounds, with the fine encoder."""
     out = tmp_path_factory.mktemp("distill") / "student.pt"
     done = _run(
         "runners.distill", "--game", "Pong", "--expert", "tracker", "--rounds", "2",
         "--episodes", "1", "--updates", "20", "--max-steps", "60", "--out", str(out),
         "--capacity", "1000", "--checkpoint-dir", str(out.parent / "checkpoints"), "--no-progress",
+        "--encoder", "fine",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "round 2: student" in done.stdout
@@ -86,6 +87,7 @@ def test_distill_cli_writes_a_student_and_its_rounds(student):
 def test_student_loads_as_an_expert_and_records_pixel_demos(student, tmp_path):
     expert = get_expert("Pong", str(student))
     assert isinstance(expert, PixelPolicyExpert)
+    assert expert.net.encoder == "fine"  # the saved student's own conv layers
     obs = make_env("Pong", 0).reset(seed=0)[0]
     state = torch.load(student, weights_only=True)
     assert expert.act(obs, None) == int(np.argmax(_logits(state, obs)))
@@ -106,7 +108,8 @@ def _logits(state: dict, obs: np.ndarray) -> np.ndarray:
 
     from iq_atari.networks import make_q_network
 
-    net = make_q_network(gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), state["n_actions"])
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    net = make_q_network(space, state["n_actions"], encoder=state["encoder"])
     net.load_state_dict(state["net"])
     with torch.no_grad():
         return net(torch.as_tensor(obs[None])).numpy()[0]

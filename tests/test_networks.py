@@ -61,3 +61,17 @@ def test_make_q_network_picks_by_observation_space():
     assert isinstance(mlp, MLP) and mlp(torch.zeros(1, 6)).shape == (1, 3)
     with pytest.raises(ValueError, match="unsupported"):
         make_q_network(gym.spaces.Discrete(5), 2)
+
+
+def test_fine_encoder_keeps_twice_the_resolution_and_the_layer_names():
+    nature = NatureCNN((4, 84, 84), n_actions=6)
+    fine = NatureCNN((4, 84, 84), n_actions=6, encoder="fine")
+    assert fine.hidden[0].in_features == 64 * 9 * 9  # 84 -> 41 -> 19 -> 9
+    assert [m.stride for m in fine.body if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3
+    # Same module names: a checkpoint says which encoder, the keys do not change with it.
+    assert list(fine.state_dict()) == list(nature.state_dict())
+    assert fine(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 6)
+    image = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert make_q_network(image, 6, encoder="fine").hidden[0].in_features == 64 * 9 * 9
+    with pytest.raises(ValueError, match="encoder: expected one of nature, fine"):
+        NatureCNN((4, 84, 84), n_actions=6, encoder="impala")

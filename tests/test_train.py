@@ -205,8 +205,12 @@ def test_atari_offline_and_online_smoke(tmp_path):
         log_interval=1,
         **FAST,
     )
-    offline = train(TrainConfig(steps=3, run_dir=str(tmp_path / "offline"), **small))
+    offline = train(
+        TrainConfig(steps=3, encoder="fine", run_dir=str(tmp_path / "offline"), **small)
+    )
     assert offline["updates"] == 3 and offline["episodes"] == 2
+    learner, saved = load_learner(tmp_path / "offline")  # rebuilt with the encoder it trained
+    assert saved.encoder == "fine" and learner.agent.q_net.encoder == "fine"
     online = train(
         TrainConfig(
             steps=3,
