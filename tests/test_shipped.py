@@ -95,3 +95,15 @@ def test_record_plays_the_shipped_agent_beside_its_expert_when_nothing_was_train
     assert record.main(["--game", "CartPole", "--max-steps", "3", "--no-progress"]) == 0
     captured = capsys.readouterr()
     assert "shipped" not in captured.err and "expert:" not in captured.out
+
+
+@pytest.mark.parametrize("path", sorted(shipped.AGENT_DIR.glob("*.pt")), ids=lambda p: p.name)
+def test_every_shipped_agent_loads_and_acts_on_its_games_frames(path):
+    info = json.loads(path.with_suffix(".json").read_text())
+    learner, config = load_learner(path)
+    encoder = info["train_config"].get("encoder", "nature")  # shipped before the option: nature
+    assert config.game == info["game"] and config.encoder == encoder
+    assert path.stat().st_size == info["file_bytes"]
+    frames = np.zeros((2, 4, 84, 84), np.uint8)
+    actions = learner.act(frames, greedy=True)
+    assert actions.shape == (2,) and (actions == actions[0]).all()  # greedy: same frames, same act
