@@ -12,23 +12,24 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from iq_atari.buffers import FrameBuffer
+from iq_atari.collector import read_replay
 from iq_atari.networks import CONV_LAYERS, NatureCNN
 from iq_atari.utils import atomic_path
 
 
 def load_aggregate(path: str) -> FrameBuffer:
-    saved = np.load(path)
-    frames = saved["frames"]
-    buffer = FrameBuffer(frames.shape[1], (4, *frames.shape[2:]), np.uint8)
-    for name in ("frames", "t", "actions", "has_next"):
-        getattr(buffer, name)[:] = saved[name]
-    buffer.pos, buffer.count = int(saved["pos"]), int(saved["count"])
+    """The distillation's aggregate as `runners.distill` reads it when it resumes."""
+    _, state = read_replay(Path(path), "give the aggregate.npz of a runners.distill run")
+    frames = np.asarray(state["frames"])
+    buffer = FrameBuffer(frames.shape[0] * frames.shape[1], (4, *frames.shape[2:]), np.uint8)
+    buffer.load_state_dict(state, path)
     return buffer
 
 
