@@ -12,7 +12,7 @@ from iq_atari.envs import resolve_game
 from iq_atari.errors import InputError
 from iq_atari.iq import Divergence, IQLossConfig, RegularizeOver, ValueTerm
 from iq_atari.iq_learner import IQLearnerConfig
-from iq_atari.networks import Activation, Encoder
+from iq_atari.networks import BF16_HELP, DEFAULT_ENCODER, ENCODER_HELP, Activation, Encoder
 
 T = TypeVar("T")
 
@@ -67,7 +67,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 # Presets that depend on the algorithm. BC keeps its best-validation weights instead of an average.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {"bc": dict(average_from=0)}
 # Fields a saved config may lack (written before they existed), with the value that run had.
-ADDED_FIELDS: dict[str, Any] = {"average_from": 0, "encoder": "nature"}
+ADDED_FIELDS: dict[str, Any] = {"average_from": 0, "encoder": DEFAULT_ENCODER}
 
 
 def _show(value: Any) -> str:
@@ -157,12 +157,8 @@ class TrainConfig:
     )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
-    encoder: Encoder = _opt(
-        "nature",
-        "Atari: conv layers of the network: nature (Mnih et al. 2015) or fine (4x4 stride-2 first "
-        "layer: twice the resolution, ~2x the compute)",
-    )
-    bf16: bool = _opt(False, "bfloat16 autocast on the CNN body (faster on CPUs with bf16)")
+    encoder: Encoder = _opt(DEFAULT_ENCODER, ENCODER_HELP)
+    bf16: bool = _opt(False, BF16_HELP)
     eval_interval: int | None = _preset(
         "eval_interval", "updates between evaluations", positive=True
     )

@@ -25,6 +25,14 @@ CONV_LAYERS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "fine": ((32, 4, 2), (64, 4, 2), (64, 3, 2)),
 }
 Encoder = Literal["nature", "fine"]
+# What a run, student or agent saved before the encoder could be chosen was built with.
+DEFAULT_ENCODER: Encoder = "nature"
+# Help texts of the two network options, shared by runners.train and runners.distill.
+ENCODER_HELP = (
+    "Atari: conv layers of the network: nature (Mnih et al. 2015) or fine (4x4 stride-2 first "
+    "layer: twice the resolution, ~2x the compute)"
+)
+BF16_HELP = "bfloat16 autocast on the CNN body (faster on CPUs with bf16)"
 
 
 class NatureCNN(nn.Module):
@@ -40,7 +48,7 @@ class NatureCNN(nn.Module):
         obs_shape: Sequence[int],
         n_actions: int,
         bf16: bool = False,
-        encoder: Encoder = "nature",
+        encoder: Encoder = DEFAULT_ENCODER,
     ):
         super().__init__()
         if encoder not in CONV_LAYERS:
@@ -120,7 +128,7 @@ def make_q_network(
     hidden: Sequence[int] = (64, 64),
     activation: Activation = "elu",
     bf16: bool = False,
-    encoder: Encoder = "nature",
+    encoder: Encoder = DEFAULT_ENCODER,
 ) -> nn.Module:
     """NatureCNN (`encoder`'s conv layers) for uint8 image stacks, MLP (`hidden` widths,
     `activation`) for flat vectors."""

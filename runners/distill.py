@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iq_atari.experts.distill import DistillConfig
-from iq_atari.networks import Encoder
+from iq_atari.networks import BF16_HELP, ENCODER_HELP, Encoder
 from runners.common import arg, run_cli
 
 D = DistillConfig()  # the defaults, declared once there
@@ -44,11 +44,8 @@ class Config:
     max_steps: int | None = arg(
         D.max_steps, "agent steps per game at most (default: the env's cap)"
     )
-    encoder: Encoder = arg(
-        D.encoder,
-        "the student's conv layers: nature (Mnih et al. 2015) or fine (twice the first layer's "
-        "resolution, ~2x the compute)",
-    )
+    encoder: Encoder = arg(D.encoder, ENCODER_HELP)
+    bf16: bool = arg(D.bf16, BF16_HELP + "; the saved student acts in float32")
     seed: int = arg(
         D.seed, "seed of the student, its sampling and the games (round k: seed+1000k+i)"
     )

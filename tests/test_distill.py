@@ -61,13 +61,14 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory) -> Path:
-    """A student distilled from the Pong tracker in 2 short rounds, with the fine encoder."""
+    """A student distilled from the Pong tracker in 2 short rounds, with the fine encoder
+    trained under bf16 autocast."""
     out = tmp_path_factory.mktemp("distill") / "student.pt"
     done = _run(
         "runners.distill", "--game", "Pong", "--expert", "tracker", "--rounds", "2",
         "--episodes", "1", "--updates", "20", "--max-steps", "60", "--out", str(out),
         "--capacity", "1000", "--checkpoint-dir", str(out.parent / "checkpoints"), "--no-progress",
-        "--encoder", "fine",
+        "--encoder", "fine", "--bf16",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "round 2: student" in done.stdout
@@ -82,12 +83,14 @@ def test_distill_cli_writes_a_student_and_its_rounds(student):
     assert [r["transitions"] for r in info["rounds"]] == [60, 120, 180]  # aggregated
     assert info["rounds"][0]["agreement"] == 1.0
     assert info["command"].startswith("python -m runners.distill")
+    assert info["config"]["bf16"] and info["config"]["encoder"] == "fine"
 
 
 def test_student_loads_as_an_expert_and_records_pixel_demos(student, tmp_path):
     expert = get_expert("Pong", str(student))
     assert isinstance(expert, PixelPolicyExpert)
     assert expert.net.encoder == "fine"  # the saved student's own conv layers
+    assert not expert.net.bf16  # trained under bf16, it acts in float32 like _logits below
     obs = make_env("Pong", 0).reset(seed=0)[0]
     state = torch.load(student, weights_only=True)
     assert expert.act(obs, None) == int(np.argmax(_logits(state, obs)))
@@ -168,6 +171,8 @@ def test_a_saved_distillation_is_never_overwritten_nor_resumed_with_other_settin
         _distill(tmp_path, "run", rounds=1)
     with pytest.raises(InputError, match="--lr: 0.001 differs from the saved run's 0.00025"):
         _distill(tmp_path, "run", rounds=2, resume=True, lr=1e-3)
+    with pytest.raises(InputError, match="--bf16: True differs from the saved run's False"):
+        _distill(tmp_path, "run", rounds=2, resume=True, bf16=True)
     with pytest.raises(InputError, match="--resume: no distillation saved at"):
         _distill(tmp_path, "other", rounds=1, resume=True)
     (tmp_path / "run" / "ckpt" / "aggregate.npz").write_bytes(b"junk")

@@ -13,6 +13,7 @@ import torch
 from iq_atari import shipped
 from iq_atari.checkpoint import read_checkpoint
 from iq_atari.learners import POLICY_ONLY, load_learner
+from iq_atari.networks import DEFAULT_ENCODER
 from iq_atari.shipped import export_agent
 from runners import record, ship
 
@@ -101,7 +102,7 @@ def test_record_plays_the_shipped_agent_beside_its_expert_when_nothing_was_train
 def test_every_shipped_agent_loads_and_acts_on_its_games_frames(path):
     info = json.loads(path.with_suffix(".json").read_text())
     learner, config = load_learner(path)
-    encoder = info["train_config"].get("encoder", "nature")  # shipped before the option: nature
+    encoder = info["train_config"].get("encoder", DEFAULT_ENCODER)
     assert config.game == info["game"] and config.encoder == encoder
     assert path.stat().st_size == info["file_bytes"]
     frames = np.zeros((2, 4, 84, 84), np.uint8)

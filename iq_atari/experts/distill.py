@@ -48,7 +48,7 @@ from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.episodes import Episode, run_episode
 from iq_atari.errors import InputError
 from iq_atari.experts.base import DISTILLED_ALGO, Expert
-from iq_atari.networks import Encoder, make_q_network
+from iq_atari.networks import DEFAULT_ENCODER, Encoder, make_q_network
 from iq_atari.scores import RANDOM_SCORES, normalised
 from iq_atari.utils import atomic_path
 
@@ -57,6 +57,9 @@ PROGRESS_FILE = "distill.pt"  # in the checkpoint directory, with AGGREGATE_FILE
 AGGREGATE_FILE = "aggregate.npz"
 # What a resumed distillation may change: how far it goes, not what it learns from.
 RESUMABLE_FIELDS = ("rounds", "target")
+# Fields a saved distillation's config may lack (written before they existed), with the value
+# that run had.
+ADDED_FIELDS: dict[str, Any] = {"encoder": DEFAULT_ENCODER, "bf16": False}
 PROGRESS_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "kind": (str, "what saved it"),
     "game": (str, "the env id"),
@@ -84,7 +87,9 @@ class DistillConfig:
     capacity: int = 400_000  # frames of the aggregate (oldest dropped beyond it; ~7 KB each)
     max_steps: int | None = None  # agent steps per game at most (None: the env's frame cap)
     seed: int = 0
-    encoder: Encoder = "nature"  # the student's conv layers (networks.CONV_LAYERS)
+    encoder: Encoder = DEFAULT_ENCODER  # the student's conv layers (networks.CONV_LAYERS)
+    bf16: bool = False  # bfloat16 autocast while it trains and plays its rounds; a saved student
+    # acts in float32 (its weights are float32 either way)
 
 
 @dataclass
@@ -191,7 +196,7 @@ def distill(
     rng = np.random.default_rng([config.seed, 0xDA])
     env = make_env(spec.env_id, config.seed, settings=settings)
     n_actions = int(env.action_space.n)
-    net = make_q_network(env.observation_space, n_actions, encoder=config.encoder)
+    net = make_q_network(env.observation_space, n_actions, bf16=config.bf16, encoder=config.encoder)
     learner = BCLearner(net, BCConfig(lr=config.lr, seed=config.seed))
     buffer = FrameBuffer(config.capacity, env.observation_space.shape, np.uint8)
     # Scores of capped games are not comparable with the random score of whole games.
@@ -337,7 +342,7 @@ def _read_progress(
         other = state["teacher"].get("file") or state["teacher"]
         raise InputError(f"{path}: distilled from another teacher ({other})")
     mine = asdict(config)
-    for name, value in {"encoder": "nature", **state["config"]}.items():  # saved before encoder
+    for name, value in {**ADDED_FIELDS, **state["config"]}.items():
         if name not in RESUMABLE_FIELDS and mine.get(name) != value:
             flag = "--" + name.replace("_", "-")
             raise InputError(f"{flag}: {mine.get(name)!r} differs from the saved run's {value!r}")
@@ -405,7 +410,7 @@ class PixelPolicyExpert:
         if info.get("game") != spec.env_id:
             raise InputError(f"{path}: distilled for {info.get('game')}, not {spec.env_id}")
         space = gym.spaces.Box(0, 255, tuple(state["obs_shape"]), np.uint8)
-        encoder = state.get("encoder", "nature")  # students saved before the option: nature
+        encoder = state.get("encoder", DEFAULT_ENCODER)  # saved before the option: nature
         self.net = make_q_network(space, int(state["n_actions"]), encoder=encoder)
         self.net.load_state_dict(state["net"])
         self.net.eval()
