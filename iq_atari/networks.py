@@ -25,7 +25,7 @@ CONV_LAYERS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "fine": ((32, 4, 2), (64, 4, 2), (64, 3, 2)),
 }
 Encoder = Literal["nature", "fine"]
-# What a run, student or agent saved before the encoder could be chosen was built with.
+# The default conv layers; also what anything saved before --encoder existed was built with.
 DEFAULT_ENCODER: Encoder = "nature"
 # Help texts of the two network options, shared by runners.train and runners.distill.
 ENCODER_HELP = (
