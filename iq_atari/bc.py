@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from iq_atari.buffers import Batch, FrameBuffer
 from iq_atari.tensors import sample_softmax, to_tensor
+from iq_atari.utils import set_lr
 
 
 def bc_loss(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -204,6 +205,10 @@ class BCLearner:
 
     def load_policy_state(self, state: dict) -> None:
         self.net.load_state_dict(state)
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Set the learning rate to `config.lr * scale` (the loop's schedule)."""
+        set_lr(self.optimizer, self.config.lr * scale)
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])

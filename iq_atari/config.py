@@ -67,7 +67,7 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 # Presets that depend on the algorithm. BC keeps its best-validation weights instead of an average.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {"bc": dict(average_from=0)}
 # Fields a saved config may lack (written before they existed), with the value that run had.
-ADDED_FIELDS: dict[str, Any] = {"average_from": 0, "encoder": DEFAULT_ENCODER}
+ADDED_FIELDS: dict[str, Any] = {"average_from": 0, "encoder": DEFAULT_ENCODER, "lr_decay_from": 0}
 
 
 def _show(value: Any) -> str:
@@ -128,6 +128,11 @@ class TrainConfig:
         "batch_size", "expert batch size; online adds as many agent samples", positive=True
     )
     lr: float | None = _preset("lr", "Adam learning rate")
+    lr_decay_from: int = _opt(
+        0,
+        "from this update on, the learning rate falls linearly from --lr towards 0 at --steps "
+        "(the last update takes lr / (steps - N)); 0: constant",
+    )
     gamma: float = _opt(IQLossConfig.gamma, "discount")
     alpha: float | None = _preset("alpha", "soft-Q temperature")
     learn_alpha: bool = _opt(False, "learn alpha towards a target entropy")
@@ -221,6 +226,11 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         )
     if config.average_from < 0:
         raise InputError(f"--average-from must be >= 0 updates, got {config.average_from}")
+    if not 0 <= config.lr_decay_from < config.steps:
+        raise InputError(
+            f"--lr-decay-from must be >= 0 and below --steps ({config.steps}), "
+            f"got {config.lr_decay_from}"
+        )
     if config.absorbing and config.algo == "bc":
         raise InputError("--absorbing is an IQ option (BC has no value to bootstrap)")
     if config.augment_shift < 0:

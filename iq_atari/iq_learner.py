@@ -15,6 +15,7 @@ from iq_atari.buffers import Batch
 from iq_atari.errors import InputError
 from iq_atari.iq import IQLossConfig, absorbing_rows, check_choice, gradient_penalty, iq_loss
 from iq_atari.tensors import sample_softmax, to_tensor
+from iq_atari.utils import set_lr
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,12 @@ class IQLearner:
         alpha_loss.backward()
         self.alpha_optimizer.step()
         return {"entropy": entropy.detach(), "alpha_loss": alpha_loss.detach()}
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Set every optimizer's learning rate to `config.lr * scale` (the loop's schedule)."""
+        for optimizer in (self.optimizer, self.alpha_optimizer):
+            if optimizer is not None:
+                set_lr(optimizer, self.config.lr * scale)
 
     def act(self, obs: np.ndarray, greedy: bool) -> np.ndarray:
         """Actions for a batch of observations: argmax Q, or sampled from softmax(Q / alpha)."""

@@ -43,6 +43,7 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
     def policy_state(self) -> dict: ...  # the weights acting needs (a shipped agent's file)
     def load_policy_state(self, state: dict) -> None: ...
+    def set_lr_scale(self, scale: float) -> None: ...  # learning rate = configured lr * scale
 
 
 def make_learner(

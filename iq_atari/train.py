@@ -82,6 +82,14 @@ def train(config: TrainConfig, given: Collection[str] = ()) -> dict:
         return run.finish()
 
 
+def lr_scale(updates: int, config: TrainConfig) -> float:
+    """The learning rate's factor for the update after `updates`: 1 until `lr_decay_from`, then
+    falling linearly, so the last of `steps` updates takes 1 / (steps - lr_decay_from)."""
+    if not config.lr_decay_from or updates < config.lr_decay_from:
+        return 1.0
+    return max(0.0, (config.steps - updates) / (config.steps - config.lr_decay_from))
+
+
 class TrainingRun:
     """One run's learner, buffers, envs, logger and counters; `loop` trains until `steps`."""
 
@@ -165,6 +173,8 @@ class TrainingRun:
                 expert_batch = shift_batch(expert_batch, config.augment_shift, self.rng)
                 if agent_batch is not None:
                     agent_batch = shift_batch(agent_batch, config.augment_shift, self.rng)
+            if config.lr_decay_from and state.updates >= config.lr_decay_from:
+                self.learner.set_lr_scale(lr_scale(state.updates, config))
             metrics = self.learner.update(expert_batch, agent_batch)
             state.updates += 1
             self.bar.update(1)
@@ -193,6 +203,8 @@ class TrainingRun:
         elapsed = time.time() - tick[0]
         scalars = {f"train/{k}": v for k, v in metrics.items()}
         scalars["perf/updates_per_s"] = (self.state.updates - tick[1]) / elapsed
+        if self.config.lr_decay_from:  # the rate the last update took
+            scalars["train/lr"] = self.config.lr * lr_scale(self.state.updates - 1, self.config)
         if self.collector is not None:
             scalars["perf/env_steps_per_s"] = (self.state.env_steps - tick[2]) / elapsed
             scalars["train/env_steps"] = self.state.env_steps

@@ -95,6 +95,12 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of all of `optimizer`'s parameter groups."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` -> cuda when present, else cpu; `cpu` / `cuda[:N]` as given, if present."""
     from iq_atari.errors import InputError

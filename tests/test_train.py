@@ -15,7 +15,7 @@ from iq_atari.errors import InputError
 from iq_atari.expert_data import demo_episodes
 from iq_atari.learners import load_learner
 from iq_atari.rollout import record_demos
-from iq_atari.train import train
+from iq_atari.train import TrainingRun, lr_scale, train
 from runners import train as train_runner
 
 FAST = dict(progress=False, tensorboard=False, reward_check_episodes=0)
@@ -127,6 +127,57 @@ def test_run_directory_checkpoints_and_exact_resume(cartpole_one_demo, tmp_path)
     assert config.game == "CartPole" and config.seed == 3
     assert load_learner(resumed / "checkpoints" / "last.pt")[1].steps == 120
     assert learner.act(np.zeros((1, 4), np.float32), greedy=True).shape == (1,)
+
+
+def test_learning_rate_decays_linearly_and_resumes_exactly(
+    cartpole_one_demo, tmp_path, monkeypatch
+):
+    common = dict(
+        game="CartPole",
+        demos=str(cartpole_one_demo),
+        steps=120,
+        lr=3e-4,
+        lr_decay_from=60,
+        eval_interval=40,
+        eval_episodes=1,
+        log_interval=20,
+        seed=4,
+        **FAST,
+    )
+    config = resolve_config(TrainConfig(**common))
+    assert [lr_scale(u, config) for u in (0, 59, 60, 90, 119)] == [1, 1, 1, 0.5, 1 / 60]
+    straight = tmp_path / "straight"
+    train(TrainConfig(run_dir=str(straight), **common))
+    with open(straight / "metrics.csv") as f:
+        lrs = {
+            int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["tag"] == "train/lr"
+        }
+    # The rate the update logged at each step took: constant to 60, then linear towards 0.
+    expected = {20: 60, 40: 60, 60: 60, 80: 41, 100: 21, 120: 1}
+    assert lrs == pytest.approx({k: 3e-4 * v / 60 for k, v in expected.items()})
+    saved = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["learner"]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4 / 60)
+
+    # Stopped mid-decay (as Ctrl-C does, after update 101) and resumed, the run ends with the
+    # same weights: the schedule follows the update count, not the process.
+    def log_then_stop(run, metrics, tick):
+        original_log(run, metrics, tick)
+        if run.state.updates == 100:
+            run.stop.requested = True
+
+    original_log = TrainingRun._log_train
+    monkeypatch.setattr(TrainingRun, "_log_train", log_then_stop)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(run_dir=str(resumed), **common))
+    monkeypatch.setattr(TrainingRun, "_log_train", original_log)
+    assert torch.load(resumed / "checkpoints" / "last.pt")["loop"]["updates"] == 101
+    train(TrainConfig(run_dir=str(resumed), resume=True, progress=False))
+    for key, value in _weights(straight).items():
+        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0)
+
+    with pytest.raises(InputError, match="--lr-decay-from must be >= 0 and below --steps"):
+        resolve_config(TrainConfig(steps=100, lr_decay_from=100))
 
 
 def test_absorbing_value_is_trained_saved_and_loaded(cartpole_one_demo, tmp_path):
