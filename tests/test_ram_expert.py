@@ -116,8 +116,8 @@ def test_make_expert_resume_load_and_record_pixel_demos(tmp_path: Path):
 
     out = tmp_path / "ppo-ram-ALE-Pong-v5.zip"
     base = ["runners.expert", "--game", "Pong", "--out", str(out), "--no-progress"]
-    base += ["--eval-episodes", "1", "--log-dir", str(tmp_path / "tb")]
-    done = _cli(*base, "--steps", "1024")
+    base += ["--eval-episodes", "1"]
+    done = _cli(*base, "--steps", "1024", "--log-dir", str(tmp_path / "tb"))
     assert done.returncode == 0, done.stderr
     info = json.loads(out.with_suffix(".json").read_text())
     assert info["steps"] == 1024 and len(info["returns"]) == 1
@@ -125,8 +125,9 @@ def test_make_expert_resume_load_and_record_pixel_demos(tmp_path: Path):
     assert out.with_name(out.stem + ".ckpt.zip").is_file()
     assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
 
-    resumed = _cli(*base, "--steps", "2048", "--resume")
+    resumed = _cli(*base, "--steps", "2048", "--resume", "--log-dir", str(tmp_path / "tb2"))
     assert resumed.returncode == 0, resumed.stderr
+    assert any((tmp_path / "tb2").rglob("events.out.tfevents.*"))  # not the first run's dir
     assert json.loads(out.with_suffix(".json").read_text())["steps"] == 2048
 
     # save -> load -> identical actions, and the path loads as a RAM expert by name.

@@ -239,6 +239,9 @@ def train_ram_expert(
             raise InputError(f"{checkpoint}: not a readable PPO checkpoint ({err})") from err
         if int(model.observation_space.shape[0]) != int(env.observation_space.shape[0]):
             raise InputError(f"{checkpoint}: trained on another game's features")
+        # A loaded model keeps the TensorBoard directory it was trained with, which may not be
+        # this machine's: log where this run was asked to.
+        model.tensorboard_log = str(log_dir) if log_dir else None
     else:
         model = PPO(
             "MlpPolicy",
