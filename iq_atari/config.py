@@ -13,6 +13,7 @@ from iq_atari.errors import InputError
 from iq_atari.iq import Divergence, IQLossConfig, RegularizeOver, ValueTerm
 from iq_atari.iq_learner import IQLearnerConfig
 from iq_atari.networks import BF16_HELP, DEFAULT_ENCODER, ENCODER_HELP, Activation, Encoder
+from iq_atari.utils import bf16_is_fast, resolve_device
 
 T = TypeVar("T")
 
@@ -44,6 +45,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         n_envs=4,
         demo_episodes=20,
         threads=0,
+        encoder=DEFAULT_ENCODER,
+        lr_decay_from=0,
+        bf16=False,
     ),
     "classic": dict(
         steps=10_000,
@@ -57,7 +61,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         n_envs=1,
         demo_episodes=10,
         threads=1,
+        encoder=DEFAULT_ENCODER,
+        lr_decay_from=0,
+        bf16=False,
     ),
+}
+# Per-game recipes over the family preset, each what made the game's shipped agent and measured
+# better there than the family preset (docs/RESULTS.md). bf16=True means "where the hardware has
+# bf16 instructions" (utils.bf16_is_fast); an explicit --bf16 / --no-bf16 is taken as given.
+GAME_PRESETS: dict[str, dict[str, Any]] = {
+    "Pong": dict(encoder="fine", lr_decay_from=25_000, bf16=True),
 }
 # Loss options that depend on the mode; fields left None in TrainConfig take these.
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,7 +80,12 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 # Presets that depend on the algorithm. BC keeps its best-validation weights instead of an average.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {"bc": dict(average_from=0)}
 # Fields a saved config may lack (written before they existed), with the value that run had.
-ADDED_FIELDS: dict[str, Any] = {"average_from": 0, "encoder": DEFAULT_ENCODER, "lr_decay_from": 0}
+ADDED_FIELDS: dict[str, Any] = {
+    "average_from": 0,
+    "encoder": DEFAULT_ENCODER,
+    "lr_decay_from": 0,
+    "bf16": False,
+}
 
 
 def _show(value: Any) -> str:
@@ -83,6 +101,7 @@ def _preset(name: str, help: str, **kwargs: Any) -> Any:
     values of PRESETS / MODE_DEFAULTS, so --help shows them as they are."""
     table = PRESETS if name in PRESETS["atari"] else MODE_DEFAULTS
     label = {"atari": "Atari"}  # the family's name as the docs write it
+    table = {**table, **{k: v for k, v in GAME_PRESETS.items() if name in v}}
     shown = ", ".join(f"{label.get(k, k)} {_show(values[name])}" for k, values in table.items())
     return _opt(None, f"{help} (default: {shown})", **kwargs)
 
@@ -128,8 +147,8 @@ class TrainConfig:
         "batch_size", "expert batch size; online adds as many agent samples", positive=True
     )
     lr: float | None = _preset("lr", "Adam learning rate")
-    lr_decay_from: int = _opt(
-        0,
+    lr_decay_from: int | None = _preset(
+        "lr_decay_from",
         "from this update on, the learning rate falls linearly from --lr towards 0 at --steps "
         "(the last update takes lr / (steps - N)); 0: constant",
     )
@@ -162,8 +181,10 @@ class TrainConfig:
     )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
-    encoder: Encoder = _opt(DEFAULT_ENCODER, ENCODER_HELP)
-    bf16: bool = _opt(False, BF16_HELP)
+    encoder: Encoder | None = _preset("encoder", ENCODER_HELP)
+    bf16: bool | None = _preset(
+        "bf16", BF16_HELP + "; a preset's True applies only where the hardware has bf16"
+    )
     eval_interval: int | None = _preset(
         "eval_interval", "updates between evaluations", positive=True
     )
@@ -213,10 +234,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     spec = resolve_game(config.game)
     fill = {
         **PRESETS["atari" if spec.is_atari else "classic"],
+        **GAME_PRESETS.get(spec.name, {}),
         **MODE_DEFAULTS[config.mode],
         **ALGO_DEFAULTS.get(config.algo, {}),
     }
     values = {k: v for k, v in fill.items() if getattr(config, k) is None}
+    if values.get("bf16"):
+        values["bf16"] = bf16_is_fast(resolve_device(config.device))
+    steps = config.steps or values.get("steps")
+    if values.get("lr_decay_from", 0) >= steps:  # a preset's decay start past a shorter run
+        values["lr_decay_from"] = 0
     config = dataclasses.replace(config, game=spec.name, **values)
     if config.algo == "bc" and config.mode == "online":
         raise InputError("--algo bc trains offline only; use --mode offline")

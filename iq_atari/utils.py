@@ -101,6 +101,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on hardware instructions here: a CUDA device that supports it,
+    or a CPU with avx512_bf16 or amx_bf16 (without them it is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    facts = cpu_facts()
+    return bool(facts["avx512_bf16"] or facts["amx_bf16"])
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` -> cuda when present, else cpu; `cpu` / `cuda[:N]` as given, if present."""
     from iq_atari.errors import InputError

@@ -46,6 +46,7 @@ from iq_atari.envs import AtariSettings, make_vec_env
 from iq_atari.errors import InputError
 from iq_atari.iq_learner import IQLearner
 from iq_atari.learners import load_learner, make_learner
+from iq_atari.networks import DEFAULT_ENCODER
 from iq_atari.utils import atomic_write_text, cpu_facts
 from runners import efficiency
 from runners.common import arg, run_cli
@@ -349,11 +350,13 @@ def machine() -> dict:
     }
 
 
-def acting_weights(config: Config) -> tuple[str, dict | None]:
+def acting_weights(config: Config) -> tuple[str, dict | None, str]:
     """The IQ Pong checkpoint whose weights the acting figures use (newest best.pt of an IQ run
-    under runs/Pong unless --checkpoint says), or random initial weights when there is none."""
+    under runs/Pong unless --checkpoint says), or random initial weights when there is none; and
+    the encoder those weights need (random weights: the Nature CNN the figures were first
+    measured with)."""
     if config.checkpoint == "none":
-        return "random init", None
+        return "random init", None, DEFAULT_ENCODER
     if config.checkpoint:
         path = Path(config.checkpoint)
     else:
@@ -364,12 +367,16 @@ def acting_weights(config: Config) -> tuple[str, dict | None]:
             and json.loads((p.parents[1] / "config.json").read_text()).get("algo") == "iq"
         ]
         if not found:
-            return "random init (no IQ run with runs/Pong/*/checkpoints/best.pt)", None
+            return (
+                "random init (no IQ run with runs/Pong/*/checkpoints/best.pt)",
+                None,
+                DEFAULT_ENCODER,
+            )
         path = max(found, key=os.path.getmtime)
     learner, loaded = load_learner(path)
     if loaded.algo != "iq" or loaded.game != GAME:
         raise InputError(f"--checkpoint {path}: an IQ {GAME} checkpoint is needed")
-    return str(path), learner.agent.state_dict()
+    return str(path), learner.agent.state_dict(), loaded.encoder
 
 
 def run(config: Config) -> dict:
@@ -394,6 +401,7 @@ def run(config: Config) -> dict:
     record.update(demo)
     expert = expert_buffer(demos.trajectories, demos.frame_stack)
 
+    record["acting_weights"], weights, encoder = acting_weights(config)
     train_config = resolve_config(
         TrainConfig(
             game=GAME,
@@ -402,12 +410,13 @@ def run(config: Config) -> dict:
             seed=config.seed,
             progress=False,
             replay_size=2_000 if config.quick else 100_000,
+            encoder=encoder,
+            bf16=False,
         )
     )
     obs_space = Box(0, 255, (demos.frame_stack, 84, 84), np.uint8)
     n_actions = int(demos.meta["n_actions"])
     torch.manual_seed(config.seed)
-    record["acting_weights"], weights = acting_weights(config)
     learners = {}
     for name in ("fp32", "bf16"):
         learners[name] = make_learner(

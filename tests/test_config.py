@@ -5,6 +5,7 @@ import dataclasses
 
 from iq_atari.bc import BCConfig
 from iq_atari.config import (
+    GAME_PRESETS,
     MODE_DEFAULTS,
     PRESETS,
     TrainConfig,
@@ -27,6 +28,27 @@ def test_help_shows_the_presets_of_each_family():
     for name in [*PRESETS["atari"], *MODE_DEFAULTS["offline"]]:
         shown = TrainConfig.__dataclass_fields__[name].metadata["help"]
         assert "(default: Atari " in shown or "(default: offline " in shown, name
+
+
+def test_a_game_preset_overrides_its_family_and_yields_to_flags(monkeypatch):
+    import iq_atari.config as config_module
+
+    monkeypatch.setattr(config_module, "bf16_is_fast", lambda device: True)
+    pong = resolve_config(TrainConfig(game="ALE/Pong-v5", device="cpu"))
+    assert (pong.encoder, pong.lr_decay_from, pong.bf16) == ("fine", 25_000, True)
+    assert GAME_PRESETS["Pong"]["encoder"] == "fine"
+    breakout = resolve_config(TrainConfig(game="Breakout", device="cpu"))
+    assert (breakout.encoder, breakout.lr_decay_from, breakout.bf16) == ("nature", 0, False)
+    given = resolve_config(TrainConfig(game="Pong", encoder="nature", bf16=False, lr_decay_from=0))
+    assert (given.encoder, given.lr_decay_from, given.bf16) == ("nature", 0, False)
+    # The preset's decay start past a shorter run means a constant rate, not an error.
+    assert resolve_config(TrainConfig(game="Pong", steps=20_000)).lr_decay_from == 0
+    # Without bf16 instructions the preset's bf16 stays off; an explicit --bf16 is kept.
+    monkeypatch.setattr(config_module, "bf16_is_fast", lambda device: False)
+    assert not resolve_config(TrainConfig(game="Pong", device="cpu")).bf16
+    assert resolve_config(TrainConfig(game="Pong", device="cpu", bf16=True)).bf16
+    text = " ".join(build_parser(TrainConfig, "").format_help().split())
+    assert "(default: Atari nature, classic nature, Pong fine)" in text
 
 
 def test_loss_and_learner_options_come_from_train_config_by_name():
