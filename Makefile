@@ -20,7 +20,7 @@ ARGS ?=
 # Optional flags, passed only when the variable is set.
 opt = $(if $(2),$(1) $(2))
 
-.PHONY: install test test-all lint format demos minari train video ship evaluate compare bench expert distill sweep clean help
+.PHONY: install test test-all lint format demos minari train video ship evaluate agreement compare bench expert distill sweep clean help
 
 help:
 	@echo "make install | test | test-all | lint | format"
@@ -30,6 +30,7 @@ help:
 	@echo "make video GAME=Pong [RUN=dir|CHECKPOINT=path] [EXPERT=name] [EPISODES=N]"
 	@echo "make ship RUN=dir|CHECKPOINT=path   (score it, write expert_demos/agents/<algo>-<Game>.pt)"
 	@echo "make evaluate RUN=dir|CHECKPOINT=path [EPISODES=N] [ARGS='--seed 777000']   (score it)"
+	@echo "make agreement RUN=dir|CHECKPOINT=path [DEMOS=a.npz,b.npz]   (where it parts from its expert)"
 	@echo "make compare GAME=CartPole [DEMOS_LIST=1,3,10] [SEEDS=3] [STEPS=N]"
 	@echo "make expert GAME=CartPole [ALGO=ppo|dqn] [STEPS=N]"
 	@echo "make distill GAME=Pong [EXPERT=teacher]"
@@ -71,6 +72,9 @@ ship:
 
 evaluate:
 	$(PYTHON) -m runners.evaluate $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--episodes,$(EPISODES)) $(ARGS)
+
+agreement:
+	$(PYTHON) -m runners.agreement $(call opt,--run,$(RUN)) $(call opt,--checkpoint,$(CHECKPOINT)) $(call opt,--demos,$(DEMOS)) $(ARGS)
 
 compare:
 	$(PYTHON) -m runners.compare --game $(GAME) $(call opt,--num-demos,$(DEMOS_LIST)) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) $(ARGS)
