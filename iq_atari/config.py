@@ -85,6 +85,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "encoder": DEFAULT_ENCODER,
     "lr_decay_from": 0,
     "bf16": False,
+    "augment_from": 0,
 }
 
 
@@ -179,6 +180,11 @@ class TrainConfig:
         "Atari: random-shift augmentation, pad frames by N edge pixels and crop back at a random "
         "offset per sample (DrQ uses 4; 0 = off)",
     )
+    augment_from: int = _opt(
+        0,
+        "Atari: shift frames only from this update on (the earlier updates train on the frames "
+        "as recorded); 0: from the start",
+    )
     hidden: str = _opt("64,64", "MLP hidden widths for vector observations")
     activation: Activation = _opt("elu", "MLP activation")
     encoder: Encoder | None = _preset("encoder", ENCODER_HELP)
@@ -266,6 +272,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise InputError(
             f"--augment-shift shifts image frames; {spec.name} has vector observations"
         )
+    if not 0 <= config.augment_from < config.steps:
+        raise InputError(
+            f"--augment-from must be >= 0 and below --steps ({config.steps}), "
+            f"got {config.augment_from}"
+        )
+    if config.augment_from and not config.augment_shift:
+        raise InputError("--augment-from needs --augment-shift N (the pixels to shift by)")
     if config.grad_penalty > 0 and config.mode == "offline":
         raise InputError("--grad-penalty needs agent samples; use --mode online")
     if config.resume and config.run_dir is None:

@@ -169,7 +169,7 @@ class TrainingRun:
                 state.env_steps = env_steps_before + self.collector.steps
                 agent_batch = self.collector.buffer.sample(config.batch_size, self.rng)
             expert_batch = self.expert.sample(config.batch_size, self.rng)
-            if config.augment_shift:
+            if config.augment_shift and state.updates >= config.augment_from:
                 expert_batch = shift_batch(expert_batch, config.augment_shift, self.rng)
                 if agent_batch is not None:
                     agent_batch = shift_batch(agent_batch, config.augment_shift, self.rng)

@@ -235,7 +235,7 @@ def test_demo_draws_pick_seeded_subsets(cartpole_one_demo, tmp_path):
     assert train(config)["demo_episodes"] == [0]  # recorded in eval.json
 
 
-def test_atari_offline_and_online_smoke(tmp_path):
+def test_atari_offline_and_online_smoke(tmp_path, monkeypatch):
     # A tiny Pong demo file: random play, episodes cut at 200 frames (50 agent steps).
     settings = AtariSettings(max_episode_frames=200)
     demos = record_demos(
@@ -277,6 +277,21 @@ def test_atari_offline_and_online_smoke(tmp_path):
     assert online["env_steps"] >= 20
     learner, _ = load_learner(tmp_path / "online")
     assert learner.act(np.zeros((2, 4, 84, 84), np.uint8), greedy=True).shape == (2,)
+    # --augment-from: the first updates see the frames as recorded, the later ones shifted.
+    import iq_atari.train as train_module
+
+    shifted = []
+    real_shift = train_module.shift_batch
+    monkeypatch.setattr(
+        train_module,
+        "shift_batch",
+        lambda b, pad, rng: shifted.append(pad) or real_shift(b, pad, rng),
+    )
+    late = TrainConfig(
+        steps=3, augment_shift=4, augment_from=2, run_dir=str(tmp_path / "late"), **small
+    )
+    assert train(late)["updates"] == 3
+    assert shifted == [4]  # update 3 only, its expert batch (offline: no agent batch)
 
 
 def test_presets_and_bad_combinations():
@@ -301,6 +316,10 @@ def test_presets_and_bad_combinations():
         resolve_config(TrainConfig(game="CartPole", augment_shift=4))
     with pytest.raises(InputError, match="--augment-shift must be >= 0"):
         resolve_config(TrainConfig(game="Pong", augment_shift=-1))
+    with pytest.raises(InputError, match="--augment-from needs --augment-shift"):
+        resolve_config(TrainConfig(game="Pong", augment_from=10))
+    with pytest.raises(InputError, match="--augment-from must be >= 0 and below --steps"):
+        resolve_config(TrainConfig(game="Pong", augment_shift=4, augment_from=50_000))
     with pytest.raises(InputError, match="expected one of"):
         resolve_config(TrainConfig(divergence="tv"))
 
