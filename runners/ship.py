@@ -2,8 +2,11 @@
 numbers, to expert_demos/agents/<algo>-<Game>.pt (what loading needs, nothing more).
 
 The agent plays `--episodes` greedy games from `--seed` twice, with fp32 weights and with fp16
-weights; the fp16 file is shipped when its mean is within one standard error of the fp32 mean
-("the score holds"), else the fp32 one. Pick seeds the checkpoint was not chosen on.
+weights. The fp16 file is shipped when the score holds: its mean is within one standard error of
+the fp32 mean, or the two pick the same greedy action on at least 99.9% of up to 4,096 frames of
+the agent's demos. The second test is paired and has no game noise: in a game like Pong one
+changed action changes the rest of the game, so ten games of two nearly identical policies can
+differ by more than a standard error. Pick seeds the checkpoint was not chosen on.
 
 Examples:
   python -m runners.ship --run runs/Pong/iq-off-ppo-ram-s0 --seed 888000
@@ -77,13 +80,21 @@ def run(config: Config) -> Path:
         save_checkpoint(slim_agent(state, learner, half=True), out)
         fp16 = score(load_learner(out)[0], "fp16")  # the shipped file itself plays
     sem = float(np.std(fp32) / np.sqrt(len(fp32)))
-    holds = fp16 is not None and float(np.mean(fp16)) >= float(np.mean(fp32)) - sem
+    agreement = None
+    if fp16 is not None:
+        agreement = greedy_agreement(learner, load_learner(out)[0], state.get("demos"))
+        print(f"fp16 vs fp32 greedy actions on demo frames: {_percent(agreement)}")
+    holds = fp16 is not None and (
+        float(np.mean(fp16)) >= float(np.mean(fp32)) - sem
+        or (agreement is not None and agreement >= HALF_AGREEMENT)
+    )
     half = config.half == "yes" or (config.half == "auto" and holds)
     if not half:
         save_checkpoint(slim_agent(state, learner, half=False), out)
     returns = fp16 if half else fp32
     assert returns is not None
     info = _info(state, train_config, config, spec.name, source, out, half, returns, fp32, fp16)
+    info["fp16_action_agreement"] = agreement
     info.update(normalised_record(spec.name, info["mean"], info["demos"].get("expert_score")))
     info["command"] = "python -m runners.ship " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""
     info["source_checkpoint"] = repo_relative(str(source))
@@ -93,6 +104,37 @@ def run(config: Config) -> Path:
         f"wrote {out} ({out.stat().st_size:,} bytes, {'fp16' if half else 'fp32'}) and {json_path}"
     )
     return out
+
+
+# fp16 ships when its greedy actions match fp32's on this share of demo frames (or its score holds).
+HALF_AGREEMENT = 0.999
+AGREEMENT_FRAMES = 4096
+
+
+def greedy_agreement(a, b, demos: str | None, frames: int = AGREEMENT_FRAMES) -> float | None:
+    """Share of the first `frames` observations of the demo file on which learners `a` and `b`
+    pick the same greedy action; None when the demo file is no longer there."""
+    import numpy as np
+
+    from iq_atari.demo_sources import load_demo_source
+
+    if not demos or not (str(demos).startswith("minari:") or Path(demos).is_file()):
+        return None
+    data = load_demo_source(demos)
+    same = total = 0
+    for i in range(len(data)):
+        obs = data.stacked_obs(i)[: frames - total]
+        for start in range(0, len(obs), 256):
+            chunk = obs[start : start + 256]
+            same += int(np.sum(a.act(chunk, greedy=True) == b.act(chunk, greedy=True)))
+        total += len(obs)
+        if total >= frames:
+            break
+    return same / total if total else None
+
+
+def _percent(share: float | None) -> str:
+    return "demo file not found" if share is None else f"{100 * share:.2f}% agree"
 
 
 def _info(state, train_config, config, game, source, out, half, returns, fp32, fp16) -> dict:

@@ -63,6 +63,7 @@ def test_ship_runner_scores_and_writes_the_agent_and_its_json(cartpole_checkpoin
     assert info["demos"]["expert"] == "controller" and info["demos"]["expert_score"] == 500.0
     assert info["updates"] == 20 and info["game"] == "CartPole" and info["algo"] == "iq"
     assert "normalised" not in info  # no random score for classic control
+    assert 0.0 <= info["fp16_action_agreement"] <= 1.0  # fp16 vs fp32 on the demos' frames
     learner, _ = load_learner(out)
     assert learner.act(np.zeros((1, 4), np.float32), greedy=True).shape == (1,)
 
@@ -108,3 +109,32 @@ def test_every_shipped_agent_loads_and_acts_on_its_games_frames(path):
     frames = np.zeros((2, 4, 84, 84), np.uint8)
     actions = learner.act(frames, greedy=True)
     assert actions.shape == (2,) and (actions == actions[0]).all()  # greedy: same frames, same act
+
+
+def test_ship_takes_fp16_when_its_actions_match_even_if_a_few_games_say_otherwise(
+    cartpole_checkpoint, tmp_path, monkeypatch
+):
+    # Game noise: the fp16 games score far below the fp32 ones although the two policies act
+    # alike on the demos' frames; the paired check decides.
+    scores = iter([[500.0, 500.0], [100.0, 100.0]])
+    monkeypatch.setattr(ship, "score_agent", lambda *a, **k: next(scores))
+    monkeypatch.setattr(ship, "greedy_agreement", lambda a, b, demos: 1.0)
+    out = tmp_path / "iq-CartPole.pt"
+    assert ship.main(["--checkpoint", str(cartpole_checkpoint), "--out", str(out)]) == 0
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["weights"] == "fp16" and info["fp16_action_agreement"] == 1.0
+    scores = iter([[500.0, 500.0], [100.0, 100.0]])
+    monkeypatch.setattr(ship, "greedy_agreement", lambda a, b, demos: 0.99)
+    assert ship.main(["--checkpoint", str(cartpole_checkpoint), "--out", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["weights"] == "fp32"
+
+
+def test_greedy_agreement_of_a_learner_with_itself_and_with_its_fp16_file(
+    cartpole_checkpoint, tmp_path
+):
+    learner, config = load_learner(cartpole_checkpoint)
+    assert ship.greedy_agreement(learner, learner, config.demos, frames=300) == 1.0
+    assert ship.greedy_agreement(learner, learner, str(tmp_path / "gone.npz")) is None
+    export_agent(cartpole_checkpoint, tmp_path / "fp16.pt", half=True)
+    half, _ = load_learner(tmp_path / "fp16.pt")
+    assert ship.greedy_agreement(learner, half, config.demos) >= 0.95
