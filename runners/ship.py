@@ -78,11 +78,12 @@ def run(config: Config) -> Path:
     fp16 = None
     if config.half != "no":
         save_checkpoint(slim_agent(state, learner, half=True), out)
-        fp16 = score(load_learner(out)[0], "fp16")  # the shipped file itself plays
+        half_learner = load_learner(out)[0]
+        fp16 = score(half_learner, "fp16")  # the shipped file itself plays
     sem = float(np.std(fp32) / np.sqrt(len(fp32)))
     agreement = None
     if fp16 is not None:
-        agreement = greedy_agreement(learner, load_learner(out)[0], state.get("demos"))
+        agreement = greedy_agreement(learner, half_learner, state.get("demos"))
         print(f"fp16 vs fp32 greedy actions on demo frames: {_percent(agreement)}")
     holds = fp16 is not None and (
         float(np.mean(fp16)) >= float(np.mean(fp32)) - sem
