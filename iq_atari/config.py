@@ -235,6 +235,16 @@ class TrainConfig:
     video_max_steps: int = _opt(2_000, "agent steps at most in a training video", positive=True)
 
 
+def _check_update_index(config: TrainConfig, name: str) -> None:
+    """An update number a schedule starts from (0: from the start) must lie within the run."""
+    value = getattr(config, name)
+    if not 0 <= value < config.steps:
+        raise InputError(
+            f"--{name.replace('_', '-')} must be >= 0 and below --steps ({config.steps}), "
+            f"got {value}"
+        )
+
+
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """Fill None fields from the family preset and the mode; check the combination."""
     spec = resolve_game(config.game)
@@ -259,11 +269,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         )
     if config.average_from < 0:
         raise InputError(f"--average-from must be >= 0 updates, got {config.average_from}")
-    if not 0 <= config.lr_decay_from < config.steps:
-        raise InputError(
-            f"--lr-decay-from must be >= 0 and below --steps ({config.steps}), "
-            f"got {config.lr_decay_from}"
-        )
+    _check_update_index(config, "lr_decay_from")
     if config.absorbing and config.algo == "bc":
         raise InputError("--absorbing is an IQ option (BC has no value to bootstrap)")
     if config.augment_shift < 0:
@@ -272,11 +278,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise InputError(
             f"--augment-shift shifts image frames; {spec.name} has vector observations"
         )
-    if not 0 <= config.augment_from < config.steps:
-        raise InputError(
-            f"--augment-from must be >= 0 and below --steps ({config.steps}), "
-            f"got {config.augment_from}"
-        )
+    _check_update_index(config, "augment_from")
     if config.augment_from and not config.augment_shift:
         raise InputError("--augment-from needs --augment-shift N (the pixels to shift by)")
     if config.grad_penalty > 0 and config.mode == "offline":
