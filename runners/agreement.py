@@ -22,14 +22,13 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.common import arg, load_trained, run_cli
+from runners.common import arg, check_json_out, load_trained, run_cli, write_json_out
 
 
 @dataclass
@@ -69,10 +68,8 @@ def run(config: Config) -> dict:
     from iq_atari.evaluation import action_agreement, expert_agreement_on_agent_states
     from iq_atari.experts import default_expert_name, get_expert
     from iq_atari.shipped import repo_relative
-    from iq_atari.utils import atomic_write_text
 
-    if config.out is not None and not config.out.endswith(".json"):
-        raise InputError(f"--out: expected a .json file name, got {config.out!r}")
+    check_json_out(config.out)
     if config.own_games < 0:
         raise InputError(f"--own-games must be >= 0, got {config.own_games}")
     source, state, learner, train_config, settings = load_trained(config.run, config.checkpoint)
@@ -128,9 +125,7 @@ def run(config: Config) -> dict:
         scores = ", ".join(f"{s:+g}" for s in own["scores"])
         print(_describe(f"its own states ({config.own_games} games: {scores})", own, names))
     result["command"] = "python -m runners.agreement " + shlex.join(sys.argv[1:])
-    if config.out is not None:
-        atomic_write_text(Path(config.out), json.dumps(result, indent=2, default=float) + "\n")
-        print(f"wrote {config.out}")
+    write_json_out(config.out, result)
     return result
 
 

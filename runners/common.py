@@ -259,3 +259,21 @@ def normalised_record(game: str, mean: float, expert_score: float | None) -> dic
         return {}
     random = RANDOM_SCORES[game]
     return {"normalised": normalised(mean, expert_score, random), "random_score": random}
+
+
+def check_json_out(out: str | None) -> None:
+    """Reject an `--out` that is not a .json file name, before any work is done."""
+    if out is not None and not out.endswith(".json"):
+        raise InputError(f"--out: expected a .json file name, got {out!r}")
+
+
+def write_json_out(out: str | None, result: dict) -> None:
+    """Write a runner's result to its `--out` .json atomically (no-op without --out)."""
+    import json
+
+    from iq_atari.utils import atomic_write_text
+
+    if out is None:
+        return
+    atomic_write_text(Path(out), json.dumps(result, indent=2, default=float) + "\n")
+    print(f"wrote {out}")

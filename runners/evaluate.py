@@ -13,19 +13,19 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from runners.common import (
     arg,
+    check_json_out,
     demos_record,
     load_trained,
     normalised_record,
     run_cli,
     score_agent,
+    write_json_out,
 )
 
 
@@ -45,12 +45,9 @@ def run(config: Config) -> dict:
     import numpy as np
 
     from iq_atari.envs import resolve_game
-    from iq_atari.errors import InputError
     from iq_atari.shipped import repo_relative
-    from iq_atari.utils import atomic_write_text
 
-    if config.out is not None and not config.out.endswith(".json"):
-        raise InputError(f"--out: expected a .json file name, got {config.out!r}")
+    check_json_out(config.out)
     source, state, learner, train_config, settings = load_trained(config.run, config.checkpoint)
     spec = resolve_game(train_config.game)
     returns = score_agent(
@@ -85,9 +82,7 @@ def run(config: Config) -> dict:
     if "normalised" in result:
         line += f", {100 * result['normalised']:.1f}% of the expert's {expert_score:+.2f}"
     print(line)
-    if config.out is not None:
-        atomic_write_text(Path(config.out), json.dumps(result, indent=2) + "\n")
-        print(f"wrote {config.out}")
+    write_json_out(config.out, result)
     return result
 
 
