@@ -12,6 +12,10 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "expert_demos"
 
 _DEMO_NAME = re.compile(r"_(\d+)ep\.npz$")
 
+# The shipped set a game's shipped agent learned from (docs/RESULTS.md), preferred over that
+# game's other reference sets of as many episodes; a set of the user's own still wins a tie.
+TRAINING_SETS: dict[str, str] = {"Pong": "Pong_ppo-ram-dart0.1_20ep.npz"}
+
 
 def demo_filename(game: str, expert: str, episodes: int) -> str:
     """Default demo file name: <Game>_<expert>_<N>ep.npz."""
@@ -21,14 +25,18 @@ def demo_filename(game: str, expert: str, episodes: int) -> str:
 
 def find_demos(game: str, directory: Path | None = None) -> Path | None:
     """The default demo file for `game`: <Game>_*_<N>ep.npz under expert_demos/ or its
-    reference/ folder (the shipped sets), most episodes wins (then expert_demos/ itself)."""
+    reference/ folder (the shipped sets): most episodes wins, then expert_demos/ itself, then
+    the game's TRAINING_SETS entry."""
     root = DEMO_DIR if directory is None else Path(directory)
-    prefix = resolve_game(game).name + "_"
-    best: tuple[int, int, str] | None = None
+    name = resolve_game(game).name
+    prefix, preferred = name + "_", TRAINING_SETS.get(name)
+    best: tuple[int, int, bool, str] | None = None
     for rank, folder in enumerate((root, root / "reference")):
         for candidate in sorted(folder.glob(prefix + "*ep.npz")) if folder.is_dir() else []:
             match = _DEMO_NAME.search(candidate.name)
-            key = (int(match.group(1)), -rank, str(candidate)) if match else None
-            if key is not None and (best is None or key > best):
+            if match is None:
+                continue
+            key = (int(match.group(1)), -rank, candidate.name == preferred, str(candidate))
+            if best is None or key > best:
                 best = key
-    return Path(best[2]) if best else None
+    return Path(best[3]) if best else None

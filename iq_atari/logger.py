@@ -116,7 +116,7 @@ def plot_curve(
     if len(std) == len(mean):
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     if expert_return is not None:
-        ax.axhline(expert_return, color="k", linestyle="--", label="expert (demos)")
+        ax.axhline(expert_return, color="k", linestyle="--", label="the demos' mean")
     ax.set_xlabel("gradient updates")
     ax.set_ylabel("eval return (raw score)")
     ax.set_title(title)

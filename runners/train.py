@@ -39,7 +39,8 @@ def run(config: TrainConfig, given: Collection[str] = ()) -> dict:
         f"{record['algo']} {record['mode']} on {record['game']}: mean return "
         f"{record['mean_return']:.1f} +- {record['std_return']:.1f} over {record['episodes']} "
         f"episodes after {record['updates']} updates ({record['wall_time_s']:.0f} s); "
-        f"best {record['best_mean_return']:.1f}; expert {record['expert_mean_return']:.1f}\n"
+        f"best {record['best_mean_return']:.1f}; "
+        f"the demos' mean {record['expert_mean_return']:.1f}\n"
         f"run directory: {record['run_dir']}"
     )
     return record

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from iq_atari.demo_checks import FORMAT_VERSION
-from iq_atari.demo_library import find_demos
+from iq_atari.demo_library import DEMO_DIR, TRAINING_SETS, find_demos
 from iq_atari.demos import Trajectory, load_demos, save_demos
 from iq_atari.envs import AtariSettings, make_env
 from iq_atari.episodes import run_episode
@@ -354,6 +354,23 @@ def test_find_demos_prefers_most_episodes(tmp_path: Path) -> None:
     assert find_demos("ALE/Pong-v5", tmp_path) == tmp_path / "reference" / "Pong_planner_20ep.npz"
     (tmp_path / "Pong_random_20ep.npz").touch()  # a tie: the user's own set wins
     assert find_demos("pong", tmp_path) == tmp_path / "Pong_random_20ep.npz"
+
+
+def test_find_demos_prefers_the_shipped_agents_set_among_reference_sets(tmp_path: Path) -> None:
+    """Of Pong's shipped sets of 20 games, the one its shipped agent learned from wins."""
+    (tmp_path / "reference").mkdir()
+    for name in ("Pong_ppo-ram_20ep.npz", TRAINING_SETS["Pong"], "Pong_ppo-ram-v2_20ep.npz"):
+        (tmp_path / "reference" / name).touch()
+    assert find_demos("Pong", tmp_path) == tmp_path / "reference" / TRAINING_SETS["Pong"]
+    (tmp_path / "reference" / "Pong_ppo-ram_50ep.npz").touch()  # more episodes still win
+    assert find_demos("Pong", tmp_path) == tmp_path / "reference" / "Pong_ppo-ram_50ep.npz"
+    (tmp_path / "Pong_mine_50ep.npz").touch()  # and so does the user's own set on a tie
+    assert find_demos("Pong", tmp_path) == tmp_path / "Pong_mine_50ep.npz"
+
+
+def test_the_shipped_agents_training_sets_ship() -> None:
+    for game, name in TRAINING_SETS.items():
+        assert (DEMO_DIR / "reference" / name).is_file(), (game, name)
 
 
 def test_dart_noise_keeps_the_experts_actions_at_perturbed_states(tmp_path: Path) -> None:

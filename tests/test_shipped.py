@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import torch
 
 from iq_atari import shipped
 from iq_atari.checkpoint import read_checkpoint
+from iq_atari.config import ADDED_FIELDS, TrainConfig, resolve_config
+from iq_atari.demo_library import find_demos
 from iq_atari.learners import POLICY_ONLY, load_learner
 from iq_atari.networks import DEFAULT_ENCODER
 from iq_atari.shipped import export_agent
@@ -138,3 +141,25 @@ def test_greedy_agreement_of_a_learner_with_itself_and_with_its_fp16_file(
     export_agent(cartpole_checkpoint, tmp_path / "fp16.pt", half=True)
     half, _ = load_learner(tmp_path / "fp16.pt")
     assert ship.greedy_agreement(learner, half, config.demos) >= 0.95
+
+
+# TrainConfig fields that change what a run learns (not where it writes, how fast, or what it
+# measures). bf16 is left out: the preset asks for it only where the CPU has bf16 instructions.
+LEARNING_FIELDS = (
+    "mode", "algo", "num_demos", "subsample", "steps", "seed", "batch_size", "lr",
+    "lr_decay_from", "gamma", "alpha", "learn_alpha", "value_term", "divergence", "chi2_alpha",
+    "regularize_over", "next_v", "tau", "target_interval", "absorbing", "grad_penalty",
+    "augment_shift", "augment_from", "hidden", "activation", "encoder", "average_from",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(shipped.AGENT_DIR.glob("*.pt")), ids=lambda p: p.name)
+def test_make_train_runs_the_recipe_that_made_each_shipped_agent(path):
+    """`make train GAME=<game>`: the defaults, the game's presets and its default demo set."""
+    info = json.loads(path.with_suffix(".json").read_text())
+    made = {**ADDED_FIELDS, **info["train_config"]}
+    config = resolve_config(TrainConfig(game=info["game"]))
+    assert {name: getattr(config, name) for name in LEARNING_FIELDS} == {
+        name: made[name] for name in LEARNING_FIELDS
+    }
+    assert find_demos(info["game"]).name == Path(made["demos"]).name
