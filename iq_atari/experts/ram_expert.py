@@ -123,7 +123,8 @@ def _vec_env(
     workers: int,
     clip_reward: bool = False,
 ):
-    """n_envs RamFeatureEnvs, stepped in `workers` processes (SB3 SubprocVecEnv) when > 1.
+    """n_envs RamFeatureEnvs: each in its own process (SB3 SubprocVecEnv) when workers > 1, else
+    all in this one (DummyVecEnv).
 
     With `clip_reward` the learner sees sign(reward); SB3's Monitor sits inside the clipping, so
     the episode returns it records are the game's points.
@@ -220,8 +221,11 @@ def train_ram_expert(
     settings = settings or AtariSettings()
     out = Path(out)
     checkpoint = out.with_name(out.stem + ".ckpt.zip")
-    workers = min(os.cpu_count() or 1, config.n_envs)
-    torch.set_num_threads(1)  # the envs use the other cores; an MLP this small gains nothing
+    # SubprocVecEnv runs one process per env; with fewer cores than envs the processes contend and
+    # the per-step pipes cost more than they save (docs/RESULTS.md, Experts: on 2 cores 8 envs step
+    # at 1,517 agent steps/s in subprocesses, 2,369 in one process), so they share one process.
+    workers = config.n_envs if (os.cpu_count() or 1) >= config.n_envs else 1
+    torch.set_num_threads(1)  # an MLP this small gains nothing from more threads
     env = _vec_env(game, config.n_envs, seed, settings, workers, config.clip_reward)
     lr = config.learning_rate
 
