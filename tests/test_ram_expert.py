@@ -171,7 +171,7 @@ def test_space_invaders_trains_on_clipped_rewards_but_reports_points():
 
     assert ram_ppo_config("SpaceInvaders").clip_reward
     assert not ram_ppo_config("Pong").clip_reward and not ram_ppo_config("Breakout").clip_reward
-    env = _vec_env("SpaceInvaders", 1, 0, AtariSettings(max_episode_frames=4000), 1, True)
+    env = _vec_env("SpaceInvaders", 1, 0, AtariSettings(max_episode_frames=4000), False, True)
     env.reset()
     rng = np.random.default_rng(0)
     seen, episode = [], None

@@ -120,11 +120,11 @@ def _vec_env(
     n_envs: int,
     seed: int,
     settings: AtariSettings,
-    workers: int,
+    subprocesses: bool,
     clip_reward: bool = False,
 ):
-    """n_envs RamFeatureEnvs: each in its own process (SB3 SubprocVecEnv) when workers > 1, else
-    all in this one (DummyVecEnv).
+    """n_envs RamFeatureEnvs: each in its own process (SB3 SubprocVecEnv) with `subprocesses`,
+    else all in this one (DummyVecEnv).
 
     With `clip_reward` the learner sees sign(reward); SB3's Monitor sits inside the clipping, so
     the episode returns it records are the game's points.
@@ -137,18 +137,13 @@ def _vec_env(
     def factory() -> gym.Env:
         return RamFeatureEnv(game, settings)
 
-    wrapper = _sign_reward if clip_reward else None
-    if workers <= 1:
-        return make_vec_env(
-            factory, n_envs=n_envs, seed=seed, vec_env_cls=DummyVecEnv, wrapper_class=wrapper
-        )
     return make_vec_env(
         factory,
         n_envs=n_envs,
         seed=seed,
-        vec_env_cls=SubprocVecEnv,
-        vec_env_kwargs={"start_method": "fork"},
-        wrapper_class=wrapper,
+        vec_env_cls=SubprocVecEnv if subprocesses else DummyVecEnv,
+        vec_env_kwargs={"start_method": "fork"} if subprocesses else None,
+        wrapper_class=_sign_reward if clip_reward else None,
     )
 
 
@@ -221,12 +216,11 @@ def train_ram_expert(
     settings = settings or AtariSettings()
     out = Path(out)
     checkpoint = out.with_name(out.stem + ".ckpt.zip")
-    # SubprocVecEnv runs one process per env; with fewer cores than envs the processes contend and
-    # the per-step pipes cost more than they save (docs/RESULTS.md, Experts: on 2 cores 8 envs step
-    # at 1,517 agent steps/s in subprocesses, 2,369 in one process), so they share one process.
-    workers = config.n_envs if (os.cpu_count() or 1) >= config.n_envs else 1
+    # SubprocVecEnv runs one process per env: with fewer cores than envs the processes contend and
+    # the per-step pipes cost more than they save (docs/RESULTS.md, "Envs in one process").
+    subprocesses = (os.cpu_count() or 1) >= config.n_envs
     torch.set_num_threads(1)  # an MLP this small gains nothing from more threads
-    env = _vec_env(game, config.n_envs, seed, settings, workers, config.clip_reward)
+    env = _vec_env(game, config.n_envs, seed, settings, subprocesses, config.clip_reward)
     lr = config.learning_rate
 
     def schedule(progress_remaining: float) -> float:
