@@ -79,6 +79,10 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Presets that depend on the algorithm. BC keeps its best-validation weights instead of an average.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {"bc": dict(average_from=0)}
+# Presets of an algorithm in one family, over ALGO_DEFAULTS. BC on Atari takes lr 1e-3: the family's
+# 1e-4 suits IQ, whose policy logits are Q / alpha (alpha 1e-3), but leaves a cross-entropy on raw
+# logits far from fitted at 20k updates (docs/RESULTS.md, "BC's learning rate").
+FAMILY_ALGO_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {("atari", "bc"): dict(lr=1e-3)}
 # Fields a saved config may lack (written before they existed), with the value that run had.
 ADDED_FIELDS: dict[str, Any] = {
     "average_from": 0,
@@ -103,6 +107,13 @@ def _preset(name: str, help: str, **kwargs: Any) -> Any:
     table = PRESETS if name in PRESETS["atari"] else MODE_DEFAULTS
     label = {"atari": "Atari"}  # the family's name as the docs write it
     table = {**table, **{k: v for k, v in GAME_PRESETS.items() if name in v}}
+    table.update(
+        {
+            f"{algo.upper()} on {label.get(family, family)}": v
+            for (family, algo), v in FAMILY_ALGO_DEFAULTS.items()
+            if name in v
+        }
+    )
     shown = ", ".join(f"{label.get(k, k)} {_show(values[name])}" for k, values in table.items())
     return _opt(None, f"{help} (default: {shown})", **kwargs)
 
@@ -248,11 +259,13 @@ def _check_update_index(config: TrainConfig, name: str) -> None:
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """Fill None fields from the family preset and the mode; check the combination."""
     spec = resolve_game(config.game)
+    family = "atari" if spec.is_atari else "classic"
     fill = {
-        **PRESETS["atari" if spec.is_atari else "classic"],
+        **PRESETS[family],
         **GAME_PRESETS.get(spec.name, {}),
         **MODE_DEFAULTS[config.mode],
         **ALGO_DEFAULTS.get(config.algo, {}),
+        **FAMILY_ALGO_DEFAULTS.get((family, config.algo), {}),
     }
     values = {k: v for k, v in fill.items() if getattr(config, k) is None}
     if values.get("bf16"):

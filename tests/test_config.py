@@ -22,7 +22,7 @@ from runners.common import build_parser
 def test_help_shows_the_presets_of_each_family():
     text = " ".join(build_parser(TrainConfig, "").format_help().split())
     assert "gradient updates (default: Atari 50000, classic 10000)" in text
-    assert "Adam learning rate (default: Atari 1e-4, classic 3e-4)" in text
+    assert "Adam learning rate (default: Atari 1e-4, classic 3e-4, BC on Atari 1e-3)" in text
     assert "(default: offline expert, online policy)" in text
     assert "(default: None)" not in text.split("--steps")[1].split("--seed")[0]
     for name in [*PRESETS["atari"], *MODE_DEFAULTS["offline"]]:
@@ -84,3 +84,10 @@ def test_compare_reuses_the_training_fields():
         if field.metadata.get("passed_to_train"):
             assert field.default == train_fields[field.name].default, field.name
     assert compare.Config().subsample == TrainConfig().subsample
+
+
+def test_bc_on_atari_takes_its_own_learning_rate_and_yields_to_a_flag():
+    assert resolve_config(TrainConfig(game="Pong", algo="bc", device="cpu")).lr == 1e-3
+    assert resolve_config(TrainConfig(game="Pong", algo="iq", device="cpu")).lr == 1e-4
+    assert resolve_config(TrainConfig(game="CartPole", algo="bc")).lr == 3e-4
+    assert resolve_config(TrainConfig(game="Pong", algo="bc", lr=2e-4, device="cpu")).lr == 2e-4
