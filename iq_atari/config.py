@@ -90,6 +90,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "lr_decay_from": 0,
     "bf16": False,
     "augment_from": 0,
+    "val_demos": None,
 }
 
 
@@ -140,6 +141,11 @@ class TrainConfig:
         None,
         "train on --num-demos episodes drawn at random with this seed instead of the first N "
         "(to measure how much the choice of demos matters)",
+    )
+    val_demos: str | None = _opt(
+        None,
+        "held-out demo file(s) of the same expert, comma-separated, not trained on: each "
+        "evaluation logs how often the greedy policy picks their actions (eval/val_agreement)",
     )
     subsample: int = _opt(
         1,

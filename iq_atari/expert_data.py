@@ -14,7 +14,7 @@ from iq_atari import demo_library
 from iq_atari.buffers import FrameBuffer, expert_buffer
 from iq_atari.config import TrainConfig
 from iq_atari.demo_sources import load_demo_source
-from iq_atari.demos import check_env_match
+from iq_atari.demos import Trajectory, check_env_match
 from iq_atari.envs import AtariSettings, make_env, resolve_game
 from iq_atari.errors import InputError
 
@@ -84,3 +84,36 @@ def load_expert_data(config: TrainConfig) -> ExpertData:
         expert_return=float(np.mean([t.ret for t in trajectories])),
         buffer=buffer,
     )
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out expert games (`--val-demos`): checked against at each evaluation, never trained
+    on."""
+
+    trajectories: list[Trajectory]
+    frame_stack: int
+
+
+def load_held_out(files: str | None, game: str, settings: AtariSettings | None) -> HeldOut | None:
+    """The episodes of the comma-separated demo `files`, each checked against `game` and the
+    training demos' Atari `settings`; None without files. A bad file is an InputError naming
+    --val-demos."""
+    if not files:
+        return None
+    trajectories, frame_stack = [], None
+    for path in (p for p in files.split(",") if p):
+        try:
+            demos = load_demo_source(path, game=game, settings=settings)
+        except InputError as err:
+            raise InputError(f"--val-demos: {err}") from err
+        if frame_stack not in (None, demos.frame_stack):
+            raise InputError(
+                f"--val-demos: {path}: frame_stack {demos.frame_stack}, the other "
+                f"files {frame_stack}"
+            )
+        frame_stack = demos.frame_stack
+        trajectories += list(demos.trajectories)
+    if not trajectories:
+        raise InputError(f"--val-demos: {files!r} names no demo file")
+    return HeldOut(trajectories, frame_stack)

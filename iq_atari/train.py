@@ -39,8 +39,8 @@ from iq_atari.checkpoint import (
 from iq_atari.collector import REPLAY_FILE, Collector, load_replay, save_replay
 from iq_atari.config import TrainConfig
 from iq_atari.errors import check_finite
-from iq_atari.evaluation import evaluate, reward_check
-from iq_atari.expert_data import load_expert_data
+from iq_atari.evaluation import action_agreement, evaluate, reward_check
+from iq_atari.expert_data import load_expert_data, load_held_out
 from iq_atari.interrupt import StopRequest, catch_sigint
 from iq_atari.learners import AVERAGE, Learner, make_learner
 from iq_atari.logger import Logger, plot_curve
@@ -101,6 +101,7 @@ class TrainingRun:
         # The demos as found: a resume reads the same.
         self.config = config = dataclasses.replace(config, demos=data.path, resume=False)
         obs_space, n_actions = data.obs_space, data.n_actions
+        self.held_out = load_held_out(config.val_demos, config.game, self.settings)
         last = self.run_dir / "checkpoints" / "last.pt"
         if saved is not None:
             check_built_for(saved, last, obs_space, n_actions, f"{config.game} with {data.path}")
@@ -245,14 +246,18 @@ class TrainingRun:
             "returns": returns.tolist(),
             "averaged_snapshots": self.average.count,
         }
-        self.logger.log(
-            state.updates,
-            {
-                "eval/mean_return": result["mean_return"],
-                "eval/std_return": result["std_return"],
-                "perf/eval_time_s": time.time() - start,
-            },
-        )
+        scalars = {
+            "eval/mean_return": result["mean_return"],
+            "eval/std_return": result["std_return"],
+        }
+        if self.held_out is not None:
+            held_out = self.held_out
+            agreement = action_agreement(
+                act, held_out.trajectories, held_out.frame_stack, self.data.n_actions
+            )
+            result["val_agreement"] = scalars["eval/val_agreement"] = agreement["accuracy"]
+        scalars["perf/eval_time_s"] = time.time() - start
+        self.logger.log(state.updates, scalars)
         state.last_eval = result
         evaluations = state.updates // config.eval_interval
         if config.video_every > 0 and evaluations % config.video_every == 0:
@@ -320,6 +325,8 @@ class TrainingRun:
             "demo_episodes": self.data.episodes,
             "run_dir": str(self.run_dir),
         }
+        if "val_agreement" in last:
+            record["val_agreement"] = last["val_agreement"]
         if config.algo == "iq" and config.reward_check_episodes > 0:
             record["reward_correlation"] = reward_check(
                 self.policy().agent,

@@ -380,3 +380,33 @@ def test_refused_run_leaves_no_directory(tmp_path, capsys):
     (tmp_path / "kept").mkdir()  # a directory the user made stays, lock file and all
     assert train_runner.main([*args, "--run-dir", str(tmp_path / "kept")]) == 2
     assert (tmp_path / "kept").is_dir()
+
+
+def test_held_out_demos_are_checked_at_each_evaluation_and_bad_ones_named(
+    cartpole_one_demo, tmp_path
+):
+    """--val-demos: the greedy policy's agreement with held-out expert games is logged at every
+    evaluation and ends in eval.json; a file that is missing or of another game stops the run
+    before anything is written, naming the flag."""
+    held_out = record_demos("CartPole", None, episodes=2, seed=50, out=tmp_path / "held.npz")
+    common = dict(game="CartPole", demos=str(cartpole_one_demo), eval_episodes=1, **FAST)
+    config = TrainConfig(
+        steps=1000, eval_interval=500, val_demos=str(held_out), run_dir=str(tmp_path / "r"), **common
+    )
+    record = train(config)
+    with open(tmp_path / "r" / "metrics.csv") as f:
+        rows = [r for r in csv.reader(f) if r[1] == "eval/val_agreement"]
+    assert [int(r[0]) for r in rows] == [500, 1000]
+    assert all(0.0 <= float(r[2]) <= 1.0 for r in rows)
+    assert record["val_agreement"] == pytest.approx(float(rows[-1][2]))
+    # An untrained policy picks the controller's action about half the time; 1000 updates on a
+    # demo of the same controller must do clearly better on its unseen games.
+    print("held-out agreement", [r[2] for r in rows])
+    assert record["val_agreement"] > 0.75
+    acrobot = record_demos("Acrobot", None, episodes=1, seed=0, out=tmp_path / "acrobot.npz")
+    for bad, says in ((tmp_path / "gone.npz", "no such demo file"), (acrobot, "Acrobot")):
+        run_dir = tmp_path / f"bad-{bad.stem}"
+        bad_config = TrainConfig(steps=10, val_demos=str(bad), run_dir=str(run_dir), **common)
+        with pytest.raises(InputError, match=f"--val-demos: .*{says}"):
+            train(bad_config)
+        assert not run_dir.exists()
