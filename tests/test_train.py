@@ -391,7 +391,11 @@ def test_held_out_demos_are_checked_at_each_evaluation_and_bad_ones_named(
     held_out = record_demos("CartPole", None, episodes=2, seed=50, out=tmp_path / "held.npz")
     common = dict(game="CartPole", demos=str(cartpole_one_demo), eval_episodes=1, **FAST)
     config = TrainConfig(
-        steps=1000, eval_interval=500, val_demos=str(held_out), run_dir=str(tmp_path / "r"), **common
+        steps=1000,
+        eval_interval=500,
+        val_demos=str(held_out),
+        run_dir=str(tmp_path / "r"),
+        **common,
     )
     record = train(config)
     with open(tmp_path / "r" / "metrics.csv") as f:
