@@ -182,3 +182,36 @@ def test_space_invaders_trains_on_clipped_rewards_but_reports_points():
     env.close()
     assert set(seen) <= {-1.0, 0.0, 1.0} and sum(seen) > 0
     assert episode["r"] > sum(seen)  # an alien is worth 5..30 points, not 1
+
+
+def test_breakout_records_idle_fire_as_noop_and_plays_the_same_game():
+    """FIRE with a ball in play above the paddle changes nothing in the emulator, so the RAM
+    expert records it as NOOP; FIRE to serve stays FIRE. Lockstep: pressing FIRE in one copy
+    and NOOP in the other at every such step gives identical frames and RAM."""
+    features = BreakoutFeatures()
+    ram = np.zeros(128, dtype=np.uint8)
+    for y, expected in ((0, 1), (120, 0), (199, 0), (200, 1), (215, 1)):
+        ram[101] = y
+        assert features.canonical_action(1, ram) == expected
+        assert features.canonical_action(2, ram) == 2
+
+    fire, noop = make_env("Breakout", seed=0), make_env("Breakout", seed=0)
+    fire.reset(seed=0)
+    noop.reset(seed=0)
+    rng = np.random.default_rng(0)
+    relabelled = 0
+    for _ in range(600):
+        ram = fire.unwrapped.ale.getRAM()
+        action = int(rng.choice([0, 1, 2, 3], p=[0.2, 0.5, 0.15, 0.15]))
+        recorded = features.canonical_action(action, ram)
+        relabelled += recorded != action
+        fire_obs, *fire_end = fire.step(action)
+        noop_obs, *noop_end = noop.step(recorded)
+        assert np.array_equal(fire_obs, noop_obs)
+        assert np.array_equal(fire.unwrapped.ale.getRAM(), noop.unwrapped.ale.getRAM())
+        assert fire_end[:3] == noop_end[:3]
+        if fire_end[1] or fire_end[2]:
+            break
+    assert relabelled > 50
+    fire.close()
+    noop.close()

@@ -32,6 +32,7 @@ class RamFeatures:
 
     actions: tuple[int, ...] = ()
     size: int = 0
+    canonical: str = ""  # what canonical_action changes, for the demos' provenance
 
     def __init__(self) -> None:
         self._prev: np.ndarray | None = None
@@ -47,6 +48,15 @@ class RamFeatures:
 
     def features(self, ram: np.ndarray, prev: np.ndarray) -> list[float]:
         raise NotImplementedError
+
+    def canonical_action(self, action: int, ram: np.ndarray) -> int:
+        """The action to record for `action` in this RAM state: the same action by default.
+
+        A game may map an action to one with the same effect on the emulator here, so that demo
+        labels do not carry the expert's arbitrary choice between equivalent actions (which an
+        imitator cannot see in the frames). The game played is unchanged.
+        """
+        return action
 
 
 def _reflect(y: float, low: float, high: float) -> float:
@@ -131,6 +141,22 @@ class BreakoutFeatures(RamFeatures):
     size = 12
     PADDLE_ROW = 180.0  # ram[101] where the ball reaches the paddle (screen y ~189)
     BALL_X = (57.0, 201.0)
+    # Below this ram[101] a ball is in play and above the paddle, and FIRE changes nothing in the
+    # emulator (checked frame by frame, tests/test_ram_expert.py); at and past it the ball is
+    # being lost and FIRE can serve the next one early.
+    FIRE_IDLE_BELOW = 200
+    canonical = "FIRE recorded as NOOP while a ball is in play above the paddle (same emulation)"
+
+    def canonical_action(self, action: int, ram: np.ndarray) -> int:
+        """FIRE while a ball is in play does what NOOP does: record it as NOOP.
+
+        The RAM agent presses FIRE on many in-play steps, a choice the frames cannot show; with
+        those labels FIRE looks arbitrary to an imitator, which then does not serve after losing
+        a ball and stands still until the frame cap (docs/RESULTS.md, Breakout).
+        """
+        if action == 1 and 0 < int(ram[101]) < self.FIRE_IDLE_BELOW:
+            return 0
+        return action
 
     def features(self, ram: np.ndarray, prev: np.ndarray) -> list[float]:
         present = int(ram[101]) != 0

@@ -84,6 +84,7 @@ class RamPolicyExpert:
             "algo": "ppo",
             "observes": f"RAM features ({feature_kind(game)}, {self._features.size} values)",
             "actions": list(self._features.actions),
+            **({"canonical_actions": self._features.canonical} if self._features.canonical else {}),
             "file": path.name,
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         }
@@ -96,9 +97,9 @@ class RamPolicyExpert:
 
     def act(self, obs: np.ndarray, env: gym.Env) -> int:
         """Features of the RAM now (the step `obs` came from), then the greedy game action."""
-        features = self._features(env.unwrapped.ale.getRAM())
-        action, _ = self.model.predict(features, deterministic=True)
-        return int(self._features.actions[int(action)])
+        ram = env.unwrapped.ale.getRAM()
+        action, _ = self.model.predict(self._features(ram), deterministic=True)
+        return self._features.canonical_action(int(self._features.actions[int(action)]), ram)
 
 
 def load_ram_expert(path: str | Path, game: str) -> RamPolicyExpert:
