@@ -29,6 +29,7 @@ def expert_episodes(
     progress: bool = True,
     render: bool = False,
     dart: float = 0.0,
+    life_delay: int = 0,
 ) -> list[Episode]:
     """Play `episodes` episodes of `game` with `expert`; episode i starts from seed + i.
 
@@ -37,9 +38,19 @@ def expert_episodes(
     trajectory still records the expert's action. The demos then show the expert correcting
     from states it would not reach itself, which is where an imitator's own mistakes lead it.
     The noise draws come from a generator seeded by (seed + i), apart from the env's.
+
+    `life_delay` > 0 (Atari): at the first step and after each lost life the env executes one
+    random action, held for a random 0..N steps, while the trajectory records the expert's
+    actions. The demos then show the expert restarting play (Breakout's serve) from the kind
+    of screen an imitator that missed the moment stands at, which it would otherwise hold
+    forever.
     """
     if not 0.0 <= dart < 1.0:
         raise DemoError(f"--dart: expected a probability in [0, 1), got {dart:g}")
+    if life_delay < 0:
+        raise DemoError(f"--life-delay: expected a step count >= 0, got {life_delay}")
+    if life_delay > 0 and not resolve_game(game).is_atari:
+        raise DemoError(f"--life-delay: {resolve_game(game).name} has no lives (Atari games only)")
     env = make_env(game, seed, settings=settings, render_mode="rgb_array" if render else None)
     n_actions = int(env.action_space.n)
     out = []
@@ -52,14 +63,22 @@ def expert_episodes(
             file=sys.stderr,
         )
         for i in bar:
-            noise = random_action_noise(dart, n_actions, np.random.default_rng(seed + i))
+            perturbs = []
+            if life_delay > 0:
+                lives = env.unwrapped.ale.lives  # type: ignore[attr-defined]
+                delay_rng = np.random.default_rng([seed + i, 1])
+                perturbs.append(hold_after_lost_life(life_delay, lives, n_actions, delay_rng))
+            if dart > 0:
+                perturbs.append(
+                    random_action_noise(dart, n_actions, np.random.default_rng(seed + i))
+                )
             episode = run_episode(
                 env,
                 lambda obs: expert.act(obs, env),
                 seed + i,
                 on_reset=lambda: expert.reset(env),
                 render=render,
-                perturb=noise if dart > 0 else None,
+                perturb=chain(perturbs) if perturbs else None,
             )
             out.append(episode)
             bar.set_postfix(ret=f"{episode.score:g}", len=episode.length)
@@ -75,6 +94,39 @@ def random_action_noise(
 
     def perturb(action: int) -> int:
         return int(rng.integers(n_actions)) if rng.random() < probability else action
+
+    return perturb
+
+
+def hold_after_lost_life(
+    max_steps: int, lives: Callable[[], int], n_actions: int, rng: np.random.Generator
+) -> Callable[[int], int]:
+    """At the first step and whenever `lives()` falls: a random action, drawn once, held for a
+    random 0..`max_steps` steps in place of the given one; the given action otherwise. Made
+    once per episode."""
+    last: list[int | None] = [None]
+    left, held = [0], [0]
+
+    def perturb(action: int) -> int:
+        now = lives()
+        if last[0] is None or now < last[0]:
+            left[0], held[0] = int(rng.integers(max_steps + 1)), int(rng.integers(n_actions))
+        last[0] = now
+        if left[0] > 0:
+            left[0] -= 1
+            return held[0]
+        return action
+
+    return perturb
+
+
+def chain(perturbs: list[Callable[[int], int]]) -> Callable[[int], int]:
+    """Apply each perturbation in turn to the expert's action."""
+
+    def perturb(action: int) -> int:
+        for step in perturbs:
+            action = step(action)
+        return action
 
     return perturb
 
@@ -143,18 +195,22 @@ def record_demos(
     progress: bool = True,
     settings: AtariSettings | None = None,
     dart: float = 0.0,
+    life_delay: int = 0,
 ) -> Path:
     """Record `episodes` expert episodes, print their table, save a demo file; return its path.
 
     `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
     `dart` is the probability of a random executed action per step (`expert_episodes`); the
-    metadata records it. The default path is expert_demos/<Game>_<expert>_<N>ep.npz, with
-    the expert named <expert>-dart<p> under noise.
+    metadata records it, and `life_delay` (NOOPs after a lost life, `expert_episodes`). The
+    default path is expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named
+    <expert>-dart<p> under noise and <expert>-delay<N> with delays.
     """
     if episodes < 1:
         raise DemoError(f"--episodes: expected a positive count, got {episodes}")
     policy = get_expert(game, expert)
-    played = expert_episodes(game, policy, episodes, seed, settings, progress, dart=dart)
+    played = expert_episodes(
+        game, policy, episodes, seed, settings, progress, dart=dart, life_delay=life_delay
+    )
     print(returns_table([e.trajectory for e in played], [e.seed for e in played]))
     kept = [e for e in played if min_return is None or e.score >= min_return]
     if min_return is not None:
@@ -172,6 +228,14 @@ def record_demos(
             "`actions` hold the expert's choice, rewards and next frames the executed action's",
         }
         name += f"-dart{dart:g}"
+    if life_delay > 0:
+        meta["life_delay"] = {
+            "max_steps": life_delay,
+            "note": "at the first step and after each lost life the env executed a random action, "
+            "held for a random 0..max_steps steps; `actions` hold the expert's choice, rewards "
+            "and next frames the executed action's",
+        }
+        name += f"-delay{life_delay}"
     path = Path(out) if out is not None else DEMO_DIR / demo_filename(game, name, len(kept))
     save_demos(path, [e.trajectory for e in kept], meta)
     print(

@@ -45,6 +45,11 @@ class Config:
         "DART noise: per step, the probability that the env executes a random action instead of "
         "the expert's (the demo keeps the expert's); shows the expert recovering from mistakes",
     )
+    life_delay: int = arg(
+        0,
+        "Atari: at the start and after each lost life the env holds a random action for a random "
+        "0..N steps (the demo keeps the expert's action); shows the expert restarting play",
+    )
     import_iq_learn: str | None = arg(
         None, "convert this official IQ-Learn expert file (.pkl / .npy) instead of recording"
     )
@@ -85,6 +90,7 @@ def run(config: Config) -> Path:
         min_return=config.min_return,
         progress=config.progress,
         dart=config.dart,
+        life_delay=config.life_delay,
     )
 
 

@@ -393,3 +393,53 @@ def test_dart_noise_keeps_the_experts_actions_at_perturbed_states(tmp_path: Path
         assert not np.allclose(a.obs[:50], b.obs[:50])
     with pytest.raises(DemoError, match="--dart: expected a probability in"):
         record_demos("CartPole", None, 1, seed=0, out=tmp_path / "e.npz", dart=1.0)
+
+
+def test_hold_after_lost_life_holds_a_drawn_action_for_drawn_steps() -> None:
+    """At the start and after each lost life: one drawn action held for the drawn 0..N steps,
+    the given action else."""
+    from iq_atari.rollout import hold_after_lost_life
+
+    lives = [3]
+    draws = np.random.default_rng(7)
+    expected = [(int(draws.integers(6)), int(draws.integers(4))) for _ in range(2)]
+    perturb = hold_after_lost_life(5, lambda: lives[0], 4, np.random.default_rng(7))
+    for steps, held in expected:
+        executed = [perturb(9) for _ in range(8)]
+        assert executed == [held] * steps + [9] * (8 - steps)
+        lives[0] -= 1  # a life lost: a new hold
+    lives[0] += 1
+    assert [perturb(2) for _ in range(3)] == [2, 2, 2]  # lives unchanged: nothing held
+
+
+def test_life_delay_demos_keep_the_experts_serve(tmp_path: Path, monkeypatch) -> None:
+    """Breakout with --life-delay: more screens without a ball labelled with the expert's FIRE
+    (the serve), as the env held other actions, than without; meta says so."""
+    import iq_atari.rollout as rollout
+    from iq_atari.rollout import record_demos
+
+    class Server:  # FIRE with no ball in play (the serve), else a random move
+        name, provenance = "server", {"kind": "test"}
+
+        def __init__(self) -> None:
+            self.rng = np.random.default_rng(0)
+
+        def reset(self, env: gym.Env) -> None:
+            pass
+
+        def act(self, obs: np.ndarray, env: gym.Env) -> int:
+            no_ball = int(env.unwrapped.ale.getRAM()[101]) == 0
+            return 1 if no_ball else int(self.rng.choice([0, 2, 3]))
+
+    monkeypatch.setattr(rollout, "get_expert", lambda game, name=None: Server())
+    serves = []
+    for delay in (0, 20):
+        path = record_demos(
+            "Breakout", None, 2, 3, out=tmp_path / f"{delay}.npz", progress=False, life_delay=delay
+        )
+        demo = load_demos(path, make_env("Breakout"))
+        serves.append(sum(int(np.sum(t.actions == 1)) for t in demo.trajectories))
+    assert demo.meta["life_delay"]["max_steps"] == 20
+    assert serves[1] >= 2 * serves[0], serves
+    with pytest.raises(DemoError, match="--life-delay: CartPole has no lives"):
+        record_demos("CartPole", None, 1, seed=0, out=tmp_path / "c.npz", life_delay=3)
