@@ -39,11 +39,10 @@ def expert_episodes(
     from states it would not reach itself, which is where an imitator's own mistakes lead it.
     The noise draws come from a generator seeded by (seed + i), apart from the env's.
 
-    `life_delay` > 0 (Atari): at the first step and after each lost life the env executes one
-    random action, held for a random 0..N steps, while the trajectory records the expert's
-    actions. The demos then show the expert restarting play (Breakout's serve) from the kind
-    of screen an imitator that missed the moment stands at, which it would otherwise hold
-    forever.
+    `life_delay` > 0 (Atari): at the first step and after each lost life the env executes NOOP
+    for a random 0..N steps while the trajectory records the expert's actions. The demos then
+    show the expert restarting play (Breakout's serve) from the still screen an imitator that
+    missed the moment stands at, and would otherwise hold until the game is cut.
     """
     if not 0.0 <= dart < 1.0:
         raise DemoError(f"--dart: expected a probability in [0, 1), got {dart:g}")
@@ -67,7 +66,7 @@ def expert_episodes(
             if life_delay > 0:
                 lives = env.unwrapped.ale.lives  # type: ignore[attr-defined]
                 delay_rng = np.random.default_rng([seed + i, 1])
-                perturbs.append(hold_after_lost_life(life_delay, lives, n_actions, delay_rng))
+                perturbs.append(noop_after_lost_life(life_delay, lives, delay_rng))
             if dart > 0:
                 perturbs.append(
                     random_action_noise(dart, n_actions, np.random.default_rng(seed + i))
@@ -98,23 +97,22 @@ def random_action_noise(
     return perturb
 
 
-def hold_after_lost_life(
-    max_steps: int, lives: Callable[[], int], n_actions: int, rng: np.random.Generator
+def noop_after_lost_life(
+    max_steps: int, lives: Callable[[], int], rng: np.random.Generator
 ) -> Callable[[int], int]:
-    """At the first step and whenever `lives()` falls: a random action, drawn once, held for a
-    random 0..`max_steps` steps in place of the given one; the given action otherwise. Made
-    once per episode."""
+    """NOOP (action 0) for a random 0..`max_steps` steps at the first step and whenever
+    `lives()` falls; the given action otherwise. Made once per episode."""
     last: list[int | None] = [None]
-    left, held = [0], [0]
+    left = [0]
 
     def perturb(action: int) -> int:
         now = lives()
         if last[0] is None or now < last[0]:
-            left[0], held[0] = int(rng.integers(max_steps + 1)), int(rng.integers(n_actions))
+            left[0] = int(rng.integers(max_steps + 1))
         last[0] = now
         if left[0] > 0:
             left[0] -= 1
-            return held[0]
+            return 0
         return action
 
     return perturb
@@ -231,9 +229,9 @@ def record_demos(
     if life_delay > 0:
         meta["life_delay"] = {
             "max_steps": life_delay,
-            "note": "at the first step and after each lost life the env executed a random action, "
-            "held for a random 0..max_steps steps; `actions` hold the expert's choice, rewards "
-            "and next frames the executed action's",
+            "note": "at the first step and after each lost life the env executed NOOP for a "
+            "random 0..max_steps steps; `actions` hold the expert's choice, rewards and next "
+            "frames the executed NOOP's",
         }
         name += f"-delay{life_delay}"
     path = Path(out) if out is not None else DEMO_DIR / demo_filename(game, name, len(kept))

@@ -47,8 +47,8 @@ class Config:
     )
     life_delay: int = arg(
         0,
-        "Atari: at the start and after each lost life the env holds a random action for a random "
-        "0..N steps (the demo keeps the expert's action); shows the expert restarting play",
+        "Atari: at the start and after each lost life the env executes NOOP for a random 0..N "
+        "steps (the demo keeps the expert's action); shows the expert restarting play",
     )
     import_iq_learn: str | None = arg(
         None, "convert this official IQ-Learn expert file (.pkl / .npy) instead of recording"

@@ -395,26 +395,24 @@ def test_dart_noise_keeps_the_experts_actions_at_perturbed_states(tmp_path: Path
         record_demos("CartPole", None, 1, seed=0, out=tmp_path / "e.npz", dart=1.0)
 
 
-def test_hold_after_lost_life_holds_a_drawn_action_for_drawn_steps() -> None:
-    """At the start and after each lost life: one drawn action held for the drawn 0..N steps,
-    the given action else."""
-    from iq_atari.rollout import hold_after_lost_life
+def test_noop_after_lost_life_waits_a_drawn_number_of_steps() -> None:
+    """NOOP for the drawn 0..N steps at the start and after each lost life, the action else."""
+    from iq_atari.rollout import noop_after_lost_life
 
     lives = [3]
     draws = np.random.default_rng(7)
-    expected = [(int(draws.integers(6)), int(draws.integers(4))) for _ in range(2)]
-    perturb = hold_after_lost_life(5, lambda: lives[0], 4, np.random.default_rng(7))
-    for steps, held in expected:
-        executed = [perturb(9) for _ in range(8)]
-        assert executed == [held] * steps + [9] * (8 - steps)
-        lives[0] -= 1  # a life lost: a new hold
+    waits = [int(draws.integers(6)) for _ in range(2)]
+    perturb = noop_after_lost_life(5, lambda: lives[0], np.random.default_rng(7))
+    for wait in waits:
+        assert [perturb(2) for _ in range(8)] == [0] * wait + [2] * (8 - wait)
+        lives[0] -= 1  # a life lost: a new wait
     lives[0] += 1
-    assert [perturb(2) for _ in range(3)] == [2, 2, 2]  # lives unchanged: nothing held
+    assert [perturb(2) for _ in range(3)] == [2, 2, 2]  # lives unchanged: no wait
 
 
 def test_life_delay_demos_keep_the_experts_serve(tmp_path: Path, monkeypatch) -> None:
     """Breakout with --life-delay: more screens without a ball labelled with the expert's FIRE
-    (the serve), as the env held other actions, than without; meta says so."""
+    (the serve), while the env executed NOOP, than without; meta says so."""
     import iq_atari.rollout as rollout
     from iq_atari.rollout import record_demos
 
