@@ -12,9 +12,13 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "expert_demos"
 
 _DEMO_NAME = re.compile(r"_(\d+)ep\.npz$")
 
-# The shipped set a game's shipped agent learned from (docs/RESULTS.md), preferred over that
-# game's other reference sets of as many episodes; a set of the user's own still wins a tie.
-TRAINING_SETS: dict[str, str] = {"Pong": "Pong_ppo-ram-dart0.1_20ep.npz"}
+# The shipped set a game's imitators learn best from (docs/RESULTS.md; for Pong, the one its
+# shipped agent learned from), preferred over that game's other reference sets of as many
+# episodes; a set of the user's own still wins a tie.
+TRAINING_SETS: dict[str, str] = {
+    "Pong": "Pong_ppo-ram-dart0.1_20ep.npz",
+    "Breakout": "Breakout_ppo-ram-dart0.1-delay10_20ep.npz",
+}
 
 
 def demo_filename(game: str, expert: str, episodes: int) -> str:
