@@ -198,9 +198,8 @@ def record_demos(
     """Record `episodes` expert episodes, print their table, save a demo file; return its path.
 
     `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
-    `dart` is the probability of a random executed action per step (`expert_episodes`); the
-    metadata records it, and `life_delay` (NOOPs after a lost life, `expert_episodes`). The
-    default path is expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named
+    `dart` (random executed actions) and `life_delay` (NOOPs after a lost life) are as in
+    `expert_episodes`; the metadata records both. The default path is expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named
     <expert>-dart<p> under noise and <expert>-delay<N> with delays.
     """
     if episodes < 1:
