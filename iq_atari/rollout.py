@@ -199,8 +199,9 @@ def record_demos(
 
     `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
     `dart` (random executed actions) and `life_delay` (NOOPs after a lost life) are as in
-    `expert_episodes`; the metadata records both. The default path is expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named
-    <expert>-dart<p> under noise and <expert>-delay<N> with delays.
+    `expert_episodes`; the metadata records both. The default path is
+    expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named <expert>-dart<p> under noise
+    and <expert>-delay<N> with delays.
     """
     if episodes < 1:
         raise DemoError(f"--episodes: expected a positive count, got {episodes}")
