@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -48,6 +49,11 @@ class Config:
     out: str | None = arg(None, "output .zip (default expert_demos/experts/<algo>-<env id>.zip)")
     eval_episodes: int = arg(10, "greedy games to measure the trained expert", positive=True)
     resume: bool = arg(False, "RAM experts: continue from <out>.ckpt.zip")
+    action_noise: float = arg(
+        0.0,
+        "RAM experts: probability that the env executes a random action instead of the policy's "
+        "while training (evaluation stays greedy and clean)",
+    )
     log_dir: str | None = arg(None, "RAM experts: TensorBoard directory (default runs/experts)")
     progress: bool = arg(True, "show a progress bar")
 
@@ -98,7 +104,7 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
     from iq_atari.utils import atomic_write_text, cpu_facts
 
     steps = config.steps or RAM_STEPS.get(env_id, RAM_STEPS_OTHER)
-    ppo = ram_ppo_config(config.game)
+    ppo = dataclasses.replace(ram_ppo_config(config.game), action_noise=config.action_noise)
     model, seconds = train_ram_expert(
         config.game,
         steps,

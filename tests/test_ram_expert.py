@@ -215,3 +215,37 @@ def test_breakout_records_idle_fire_as_noop_and_plays_the_same_game():
     assert relabelled > 50
     fire.close()
     noop.close()
+
+
+def test_action_noise_executes_random_actions_reproducibly():
+    """The wrapper replaces about p of the actions, the same ones for the same seed; p = 0 never."""
+    from iq_atari.experts.ram_expert import RandomActions
+
+    class Record(RamFeatureEnv):
+        def step(self, action):
+            self.executed.append(int(action))
+            return super().step(action)
+
+    def executed(p: float, seed: int) -> list[int]:
+        env = Record("Pong", AtariSettings(max_episode_frames=2000))
+        env.executed = []
+        noisy = RandomActions(env, p)
+        noisy.reset(seed=seed)
+        for _ in range(400):
+            noisy.step(0)
+        noisy.close()
+        return env.executed
+
+    assert executed(0.0, 0) == [0] * 400
+    first = executed(0.3, 0)
+    changed = sum(a != 0 for a in first) / len(first)
+    assert 0.1 < changed < 0.3  # 0.3 x 2/3 of the draws land on another action
+    assert executed(0.3, 0) == first and executed(0.3, 1) != first
+
+
+def test_make_expert_rejects_a_bad_action_noise(tmp_path: Path):
+    done = _cli("runners.expert", "--game", "Pong", "--steps", "256", "--action-noise", "1.5",
+                "--out", str(tmp_path / "e.zip"), "--no-progress")  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--action-noise" in lines[0] and "Traceback" not in done.stderr

@@ -47,6 +47,11 @@ class RamPPOConfig:
     # Train on the sign of each step's reward, as RL-Zoo's AtariWrapper does; episode returns
     # (the bar, the logs, the evaluation) stay the game's own points.
     clip_reward: bool = False
+    # With this probability the env executes a uniformly random action in place of the policy's
+    # (the policy's own action is what PPO learns from). An expert trained so keeps margins that
+    # an imitator's occasional wrong action does not cost points (docs/RESULTS.md, "Experts that
+    # tolerate an imitator's errors").
+    action_noise: float = 0.0
 
 
 # Games whose points span a wide range (SpaceInvaders: 5-30 an alien, 200 the mothership) train on
@@ -123,12 +128,14 @@ def _vec_env(
     settings: AtariSettings,
     subprocesses: bool,
     clip_reward: bool = False,
+    action_noise: float = 0.0,
 ):
     """n_envs RamFeatureEnvs: each in its own process (SB3 SubprocVecEnv) with `subprocesses`,
     else all in this one (DummyVecEnv).
 
     With `clip_reward` the learner sees sign(reward); SB3's Monitor sits inside the clipping, so
-    the episode returns it records are the game's points.
+    the episode returns it records are the game's points. With `action_noise` p each env executes
+    a uniformly random action instead of the given one with probability p.
     """
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -144,12 +151,36 @@ def _vec_env(
         seed=seed,
         vec_env_cls=SubprocVecEnv if subprocesses else DummyVecEnv,
         vec_env_kwargs={"start_method": "fork"} if subprocesses else None,
-        wrapper_class=_sign_reward if clip_reward else None,
+        wrapper_class=lambda env: _wrap(env, clip_reward, action_noise),
     )
 
 
-def _sign_reward(env: gym.Env) -> gym.Env:
-    return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+def _wrap(env: gym.Env, clip_reward: bool, action_noise: float) -> gym.Env:
+    if action_noise > 0:
+        env = RandomActions(env, action_noise)
+    if clip_reward:
+        env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+    return env
+
+
+class RandomActions(gym.ActionWrapper):
+    """With `probability`, execute a uniformly random action instead of the given one. The draws
+    come from a generator of their own, reseeded from the seed `reset` is given."""
+
+    def __init__(self, env: gym.Env, probability: float) -> None:
+        super().__init__(env)
+        self.probability = probability
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng([seed, 2])
+        return super().reset(seed=seed, options=options)
+
+    def action(self, action: Any) -> int:
+        if self._rng.random() < self.probability:
+            return int(self._rng.integers(self.action_space.n))
+        return int(action)
 
 
 def _callbacks(total: int, checkpoint: Path, every: int, progress: bool):
@@ -214,6 +245,10 @@ def train_ram_expert(
     from stable_baselines3 import PPO
 
     config = config or ram_ppo_config(game)
+    if not 0.0 <= config.action_noise < 1.0:
+        raise InputError(
+            f"--action-noise: expected a probability in [0, 1), got {config.action_noise:g}"
+        )
     settings = settings or AtariSettings()
     out = Path(out)
     checkpoint = out.with_name(out.stem + ".ckpt.zip")
@@ -221,7 +256,9 @@ def train_ram_expert(
     # the per-step pipes cost more than they save (docs/RESULTS.md, "Envs in one process").
     subprocesses = (os.cpu_count() or 1) >= config.n_envs
     torch.set_num_threads(1)  # an MLP this small gains nothing from more threads
-    env = _vec_env(game, config.n_envs, seed, settings, subprocesses, config.clip_reward)
+    env = _vec_env(
+        game, config.n_envs, seed, settings, subprocesses, config.clip_reward, config.action_noise
+    )
     lr = config.learning_rate
 
     def schedule(progress_remaining: float) -> float:
