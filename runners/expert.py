@@ -49,6 +49,12 @@ class Config:
     out: str | None = arg(None, "output .zip (default expert_demos/experts/<algo>-<env id>.zip)")
     eval_episodes: int = arg(10, "greedy games to measure the trained expert", positive=True)
     resume: bool = arg(False, "RAM experts: continue from <out>.ckpt.zip")
+    restart_lr: float | None = arg(
+        None,
+        "RAM experts, with --resume: the learning rate restarts here and decays linearly to 0 over "
+        "the steps left (default: the run's own schedule goes on)",
+        positive=True,
+    )
     action_noise: float = arg(
         0.0,
         "RAM experts: probability that the env executes a random action instead of the policy's "
@@ -114,6 +120,7 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
         resume=config.resume,
         progress=config.progress,
         log_dir=Path(config.log_dir or "runs/experts"),
+        restart_lr=config.restart_lr,
     )
     eval_seed = 1000 + config.seed
     returns = evaluate_ram_policy(
@@ -127,6 +134,7 @@ def _train_ram(config: Config, env_id: str, out: Path) -> dict:
         "seed": config.seed,
         "train_time_s": round(seconds, 1),
         "resumed": config.resume,
+        **({"restart_lr": config.restart_lr} if config.restart_lr else {}),
         "eval_seeds": f"{eval_seed}..{eval_seed + config.eval_episodes - 1}",
         "eval": "greedy, our env's dynamics (sticky 0.25, noop 30, skip 4, full game)",
         "mean_return": float(np.mean(returns)),

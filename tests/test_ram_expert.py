@@ -249,3 +249,19 @@ def test_make_expert_rejects_a_bad_action_noise(tmp_path: Path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--action-noise" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_restart_lr_replaces_the_schedule_of_a_resumed_run(tmp_path: Path):
+    from iq_atari.errors import InputError
+    from iq_atari.experts.ram_expert import train_ram_expert
+
+    out = tmp_path / "e.zip"
+    kwargs = dict(progress=False, log_dir=None, checkpoint_every=10**9)
+    with pytest.raises(InputError, match="--restart-lr"):
+        train_ram_expert("Pong", 1024, 0, out, restart_lr=1e-3, **kwargs)
+    first, _ = train_ram_expert("Pong", 1024, 0, out, **kwargs)
+    assert first.lr_schedule(0.5) == pytest.approx(0.5 * 5e-4)  # the default: 5e-4 linear to 0
+    again, _ = train_ram_expert("Pong", 4096, 0, out, resume=True, restart_lr=1e-3, **kwargs)
+    # The steps left (3072 of 4096) start at 1e-3 and end at 0.
+    assert again.lr_schedule(0.75) == pytest.approx(1e-3)
+    assert again.lr_schedule(0.0) == 0.0 and again.num_timesteps == 4096

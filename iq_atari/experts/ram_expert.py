@@ -235,11 +235,13 @@ def train_ram_expert(
     progress: bool = True,
     checkpoint_every: int = 200_000,
     log_dir: Path | None = None,
+    restart_lr: float | None = None,
 ) -> tuple[Any, float]:
     """Train PPO on RAM features for `steps` agent steps; save `out`; return (model, seconds).
 
     Checkpoints go to `out` with the suffix `.ckpt.zip` every `checkpoint_every` steps; with
-    `resume`, training continues from that file (its step count, schedule and optimizer).
+    `resume`, training continues from that file (its step count, schedule and optimizer), and
+    `restart_lr` replaces the schedule by one from that rate linearly to 0 over the steps left.
     """
     import torch
     from stable_baselines3 import PPO
@@ -249,6 +251,8 @@ def train_ram_expert(
         raise InputError(
             f"--action-noise: expected a probability in [0, 1), got {config.action_noise:g}"
         )
+    if restart_lr is not None and not resume:
+        raise InputError("--restart-lr: only with --resume (a new run decays from its own rate)")
     settings = settings or AtariSettings()
     out = Path(out)
     checkpoint = out.with_name(out.stem + ".ckpt.zip")
@@ -278,6 +282,12 @@ def train_ram_expert(
         # A loaded model keeps the TensorBoard directory it was trained with, which may not be
         # this machine's: log where this run was asked to.
         model.tensorboard_log = str(log_dir) if log_dir else None
+        if restart_lr is not None:
+            # SB3's progress runs from 1 - done / steps to 0 over the steps left. The schedule is
+            # saved with the model: a plain --resume of this run goes on with it.
+            left = max(1.0 - model.num_timesteps / steps, 1e-9)
+            model.learning_rate = lambda progress: restart_lr * progress / left
+            model._setup_lr_schedule()
     else:
         model = PPO(
             "MlpPolicy",
