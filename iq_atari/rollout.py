@@ -6,7 +6,7 @@ One episode of any policy is `episodes.run_episode`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ def expert_episodes(
     render: bool = False,
     dart: float = 0.0,
     life_delay: int = 0,
+    dart_actions: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Play `episodes` episodes of `game` with `expert`; episode i starts from seed + i.
 
@@ -37,7 +38,8 @@ def expert_episodes(
     probability, the env executes a uniformly random action instead of the expert's, and the
     trajectory still records the expert's action. The demos then show the expert correcting
     from states it would not reach itself, which is where an imitator's own mistakes lead it.
-    The noise draws come from a generator seeded by (seed + i), apart from the env's.
+    The noise draws come from a generator seeded by (seed + i), apart from the env's; the random
+    action is one of `dart_actions` (default: all of the env's).
 
     `life_delay` > 0 (Atari): at the first step and after each lost life the env executes NOOP
     for a random 0..N steps while the trajectory records the expert's actions. The demos then
@@ -69,7 +71,9 @@ def expert_episodes(
                 perturbs.append(noop_after_lost_life(life_delay, lives, delay_rng))
             if dart > 0:
                 perturbs.append(
-                    random_action_noise(dart, n_actions, np.random.default_rng(seed + i))
+                    random_action_noise(
+                        dart, n_actions, np.random.default_rng(seed + i), dart_actions
+                    )
                 )
             episode = run_episode(
                 env,
@@ -87,12 +91,20 @@ def expert_episodes(
 
 
 def random_action_noise(
-    probability: float, n_actions: int, rng: np.random.Generator
+    probability: float,
+    n_actions: int,
+    rng: np.random.Generator,
+    choices: Sequence[int] | None = None,
 ) -> Callable[[int], int]:
-    """With `probability`, a uniformly random action in place of the given one."""
+    """With `probability`, a uniformly random action (of `choices`, default all `n_actions`) in
+    place of the given one."""
 
     def perturb(action: int) -> int:
-        return int(rng.integers(n_actions)) if rng.random() < probability else action
+        if rng.random() >= probability:
+            return action
+        if choices is None:
+            return int(rng.integers(n_actions))
+        return int(choices[int(rng.integers(len(choices)))])
 
     return perturb
 
@@ -194,20 +206,41 @@ def record_demos(
     settings: AtariSettings | None = None,
     dart: float = 0.0,
     life_delay: int = 0,
+    dart_actions: str = "all",
 ) -> Path:
     """Record `episodes` expert episodes, print their table, save a demo file; return its path.
 
     `min_return` keeps only episodes scoring at or above it (the file name counts kept episodes).
     `dart` (random executed actions) and `life_delay` (NOOPs after a lost life) are as in
-    `expert_episodes`; the metadata records both. The default path is
+    `expert_episodes`; the metadata records both. `dart_actions` "expert" draws the random
+    action from the expert's own actions (its provenance's `actions`): an imitator never takes an
+    action its demos never show (Pong's FIRE variants, which change a return at contact), so
+    those are not the mistakes to recover from. The default path is
     expert_demos/<Game>_<expert>_<N>ep.npz, with the expert named <expert>-dart<p> under noise
-    and <expert>-delay<N> with delays.
+    (-darte<p> from the expert's actions) and <expert>-delay<N> with delays.
     """
     if episodes < 1:
         raise DemoError(f"--episodes: expected a positive count, got {episodes}")
+    if dart_actions not in ("all", "expert"):
+        raise DemoError(f"--dart-actions: expected all or expert, got {dart_actions!r}")
     policy = get_expert(game, expert)
+    choices = None
+    if dart_actions == "expert":
+        choices = policy.provenance.get("actions")
+        if not choices:
+            raise DemoError(
+                f"--dart-actions expert: the expert {policy.name!r} does not list its actions"
+            )
     played = expert_episodes(
-        game, policy, episodes, seed, settings, progress, dart=dart, life_delay=life_delay
+        game,
+        policy,
+        episodes,
+        seed,
+        settings,
+        progress,
+        dart=dart,
+        life_delay=life_delay,
+        dart_actions=choices,
     )
     print(returns_table([e.trajectory for e in played], [e.seed for e in played]))
     kept = [e for e in played if min_return is None or e.score >= min_return]
@@ -224,8 +257,9 @@ def record_demos(
             "probability": dart,
             "note": "each step the env executed a uniformly random action with this probability; "
             "`actions` hold the expert's choice, rewards and next frames the executed action's",
+            **({"random_actions": [int(a) for a in choices]} if choices else {}),
         }
-        name += f"-dart{dart:g}"
+        name += f"-dart{'e' if choices else ''}{dart:g}"
     if life_delay > 0:
         meta["life_delay"] = {
             "max_steps": life_delay,

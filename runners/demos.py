@@ -45,6 +45,11 @@ class Config:
         "DART noise: per step, the probability that the env executes a random action instead of "
         "the expert's (the demo keeps the expert's); shows the expert recovering from mistakes",
     )
+    dart_actions: Literal["all", "expert"] = arg(
+        "all",
+        "the actions DART's random action is drawn from: all of the game's, or only those the "
+        "expert itself takes (the mistakes an imitator of it can make)",
+    )
     life_delay: int = arg(
         0,
         "Atari: at the start and after each lost life the env executes NOOP for a random 0..N "
@@ -91,6 +96,7 @@ def run(config: Config) -> Path:
         progress=config.progress,
         dart=config.dart,
         life_delay=config.life_delay,
+        dart_actions=config.dart_actions,
     )
 
 

@@ -395,6 +395,48 @@ def test_dart_noise_keeps_the_experts_actions_at_perturbed_states(tmp_path: Path
         record_demos("CartPole", None, 1, seed=0, out=tmp_path / "e.npz", dart=1.0)
 
 
+def test_dart_noise_from_the_experts_own_actions(tmp_path: Path, monkeypatch) -> None:
+    """--dart-actions expert: the executed random actions are ones the expert takes itself (Pong's
+    RAM expert: NOOP, up, down; never a FIRE variant); meta and file name say so."""
+    import iq_atari.rollout as rollout
+    from iq_atari.rollout import random_action_noise, record_demos
+
+    perturb = random_action_noise(0.5, 6, np.random.default_rng(0), choices=[0, 2, 3])
+    drawn = [perturb(9) for _ in range(400)]
+    assert set(drawn) == {0, 2, 3, 9} and 150 < drawn.count(9) < 250
+
+    executed: list[int] = []
+
+    class Mover:  # always up; records what the env was told to execute
+        name, provenance = "mover", {"kind": "test", "actions": [0, 2, 3]}
+
+        def reset(self, env: gym.Env) -> None:
+            pass
+
+        def act(self, obs: np.ndarray, env: gym.Env) -> int:
+            return 2
+
+    real_run_episode = rollout.run_episode
+
+    def spy(env, policy, seed, **kwargs):
+        noise = kwargs["perturb"]
+        kwargs["perturb"] = lambda a: executed.append(noise(a)) or executed[-1]
+        return real_run_episode(env, policy, seed, **kwargs)
+
+    monkeypatch.setattr(rollout, "get_expert", lambda game, name=None: Mover())
+    monkeypatch.setattr(rollout, "run_episode", spy)
+    settings = AtariSettings(max_episode_frames=2000)
+    path = record_demos("Pong", None, 1, 0, tmp_path / "d.npz", progress=False,
+                        settings=settings, dart=0.5, dart_actions="expert")  # fmt: skip
+    assert set(executed) == {0, 2, 3}  # 500 steps, half of them drawn
+    demo = load_demos(path, make_env("Pong"))
+    assert demo.meta["dart"]["random_actions"] == [0, 2, 3]
+    assert set(demo.trajectories[0].actions.tolist()) == {2}
+    monkeypatch.setattr(rollout, "get_expert", lambda game, name=None: get_expert("Pong", "random"))
+    with pytest.raises(DemoError, match="--dart-actions expert: the expert"):
+        record_demos("Pong", None, 1, 0, tmp_path / "e.npz", dart=0.1, dart_actions="expert")
+
+
 def test_noop_after_lost_life_waits_a_drawn_number_of_steps() -> None:
     """NOOP for the drawn 0..N steps at the start and after each lost life, the action else."""
     from iq_atari.rollout import noop_after_lost_life
