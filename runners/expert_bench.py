@@ -32,8 +32,9 @@ class Config:
     seed: int = arg(1000, "seed of the first game; game i uses seed + i")
     noise: float = arg(
         0.0,
-        "probability that the env executes a random action instead of the expert's (DART noise): "
-        "what an imitator's errors would cost; bars are judged at 0 only",
+        "probability that the env executes a random action (one of the expert's own, where it "
+        "lists them) instead of the expert's: what an imitator's errors would cost; bars are "
+        "judged at 0 only",
     )
     train: bool = arg(False, "train each RAM expert first, with make expert's defaults (slow)")
     out: str = arg("runs/bench/experts.json", "results file")
@@ -68,7 +69,13 @@ def run(config: Config) -> list[dict]:
             expert_name, train_s = str(out), time.perf_counter() - start
         expert = get_expert(spec.env_id, expert_name)
         played = expert_episodes(
-            spec.env_id, expert, config.episodes, config.seed, progress=False, dart=config.noise
+            spec.env_id,
+            expert,
+            config.episodes,
+            config.seed,
+            progress=False,
+            dart=config.noise,
+            dart_actions=expert.provenance.get("actions"),
         )
         scores = [e.score for e in played]
         mean = float(np.mean(scores))
@@ -82,6 +89,7 @@ def run(config: Config) -> list[dict]:
                 "std": float(np.std(scores)),
                 "scores": scores,
                 "noise": config.noise,
+                "noise_actions": expert.provenance.get("actions"),
                 "bar": BARS[spec.name],
                 "passed": mean >= BARS[spec.name] if judged else None,
                 "train_s": train_s,
