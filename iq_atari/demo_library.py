@@ -16,7 +16,7 @@ _DEMO_NAME = re.compile(r"_(\d+)ep\.npz$")
 # shipped agent learned from), preferred over that game's other reference sets of as many
 # episodes; a set of the user's own still wins a tie.
 TRAINING_SETS: dict[str, str] = {
-    "Pong": "Pong_ppo-ram-dart0.1_20ep.npz",
+    "Pong": "Pong_ppo-ram-darte0.1_20ep.npz",
     "Breakout": "Breakout_ppo-ram-dart0.1-delay10_20ep.npz",
 }
 
