@@ -59,12 +59,13 @@ def noisy_scores(games: int, noise: float, actions: list[int]) -> list[float]:
     from iq_atari.envs import make_env
     from iq_atari.episodes import run_episode
     from iq_atari.experts import get_expert
+    from iq_atari.rollout import random_action_noise
 
     env = make_env("Pong", 1000)
     expert = get_expert("Pong")
     scores = []
     for i in range(games):
-        perturb = _noise(np.random.default_rng(1000 + i), noise, actions)
+        perturb = random_action_noise(noise, 6, np.random.default_rng(1000 + i), actions)
         played = run_episode(
             env, lambda obs: expert.act(obs, env), 1000 + i, on_reset=lambda: expert.reset(env),
             perturb=perturb,
@@ -72,13 +73,6 @@ def noisy_scores(games: int, noise: float, actions: list[int]) -> list[float]:
         scores.append(played.score)
     env.close()
     return scores
-
-
-def _noise(rng: np.random.Generator, noise: float, actions: list[int]):
-    def perturb(action: int) -> int:
-        return int(rng.choice(actions)) if rng.random() < noise else action
-
-    return perturb
 
 
 def main() -> None:
